@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "meshwork_native",
+      "sources": ["native/meshwork_native.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
+      "cflags_cc": ["-O2"]
+    }
+  ]
+}
