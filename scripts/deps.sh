@@ -42,7 +42,12 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
 fi
 
 # Native addon (setns, SO_ORIGINAL_DST) and TypeScript.
-if [ ! -f build/Release/meshwork_native.node ] || [ native/meshwork_native.cc -nt build/Release/meshwork_native.node ] || [ binding.gyp -nt build/Release/meshwork_native.node ]; then
+stale=0
+for out in build/Release/meshwork_native.node build/Release/meshwork-cni-shim; do
+  [ -f "$out" ] || stale=1
+  for src in binding.gyp native/*; do [ "$src" -nt "$out" ] && stale=1; done
+done
+if [ "$stale" = 1 ]; then
   echo "meshwork: building the native addon" >&2
   npx node-gyp rebuild --silent >/dev/null
 fi
