@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Test/bench needs: dig, cnitool's sources and Go, the reference plugins,
 # etcd, iperf3, wrk, haproxy, dnsmasq, dnsperf, promtool, chromium.
 DEB_PACKAGES=(
-  iproute2 nftables procps psmisc
+  iproute2 nftables procps psmisc iputils-ping
   bind9-dnsutils libc-bin
   golang-go golang-github-appc-cni-dev dpkg-dev
   containernetworking-plugins

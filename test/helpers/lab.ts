@@ -36,6 +36,8 @@ export function run(cmd: string, args: string[], opts: { input?: string; env?: N
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? -1, stdout, stderr }); });
     child.on('error', (e) => { clearTimeout(timer); resolve({ code: -1, stdout, stderr: stderr + String(e) }); });
+    // A child may exit without reading its input: that is its business, not a test crash.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }
