@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Test/bench needs: dig, cnitool's sources and Go, the reference plugins,
 # etcd, iperf3, wrk, haproxy, dnsmasq, dnsperf, promtool, chromium.
 DEB_PACKAGES=(
-  iproute2 nftables procps psmisc iputils-ping
+  iproute2 nftables conntrack procps psmisc iputils-ping
   bind9-dnsutils libc-bin
   golang-go golang-github-appc-cni-dev dpkg-dev
   containernetworking-plugins
@@ -19,7 +19,7 @@ DEB_PACKAGES=(
   python3 make g++
 )
 if [ "${MESHWORK_DEPS_PROFILE:-test}" = "demo" ]; then
-  DEB_PACKAGES=(iproute2 nftables procps python3 make g++)
+  DEB_PACKAGES=(iproute2 nftables conntrack procps python3 make g++)
 fi
 
 missing=()
