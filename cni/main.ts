@@ -2,7 +2,7 @@
  * Standalone entry: read the environment and stdin, run `handle`, print,
  * exit. Kept tiny so the ADD path loads only what that call needs.
  */
-import { handle } from './plugin';
+import { createOneShotHandler } from './plugin';
 
 async function readStdin(): Promise<Buffer> {
   if (process.stdin.isTTY) return Buffer.alloc(0);
@@ -12,7 +12,10 @@ async function readStdin(): Promise<Buffer> {
 }
 
 export async function main(): Promise<number> {
+  const handle = createOneShotHandler();
   const res = await handle({ env: { ...process.env }, stdin: await readStdin() });
+  // A cluster store client (etcd) would keep this one-shot process alive.
+  await handle.close();
   if (res.stderr) process.stderr.write(res.stderr);
   await new Promise<void>((resolve) => process.stdout.write(res.stdout, () => resolve()));
   return res.exitCode;

@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { transaction, type AttachmentContext, type BaseContext, type Driver, type GcContext } from './driver';
+import { transaction, type AttachmentContext, type BaseContext, type Deferrer, type Driver, type GcContext } from './driver';
 import { attachmentKey, hostVethName, HOST_VETH_RE, NetworkState, type AttachmentRecord } from './bridge-state';
 import { field, show } from '../config';
 import { CniCode, CniError, ConfigError, UnsupportedFieldError, type NetConf, type Result, type ResultRoute } from '../types';
@@ -133,12 +133,21 @@ async function syncRules(state: NetworkState, conf: NetConf, cfg: BridgeConfig):
  * either re-renders the rules or, for the last one, removes the table and
  * the bridge if meshwork created it.
  */
-async function forgetAttachment(state: NetworkState, conf: NetConf, cfg: BridgeConfig, containerId: string, ifname: string): Promise<void> {
+async function forgetAttachment(state: NetworkState, conf: NetConf, cfg: BridgeConfig, containerId: string, ifname: string, defer?: Deferrer): Promise<void> {
   await state.lock(async () => {
     state.remove(containerId, ifname);
-    await teardownOrSync(state, conf, cfg);
+    if (!defer || state.all().length) {
+      await teardownOrSync(state, conf, cfg);
+      return;
+    }
+    // Resident daemon: the network's teardown (bridge and nft table removal,
+    // ~50 ms of kernel work) waits out a grace period; an ADD meanwhile
+    // cancels it, and if one slips in anyway the locked re-check keeps the network.
+    defer.later(teardownKey(cfg, conf), () => state.lock(() => teardownOrSync(state, conf, cfg)));
   });
 }
+
+const teardownKey = (cfg: BridgeConfig, conf: NetConf) => `bridge-teardown:${cfg.stateDir}:${conf.name}`;
 
 /** Caller holds the lock. */
 async function teardownOrSync(state: NetworkState, conf: NetConf, cfg: BridgeConfig): Promise<void> {
@@ -267,6 +276,7 @@ async function add(ctx: AttachmentContext, cfg: BridgeConfig): Promise<Result> {
         }
         const clash = publishedPortClash(state.all(), record.portMappings);
         if (clash) throw new CniError(CniCode.invalidConfig, clash);
+        ctx.defer?.cancel(teardownKey(cfg, ctx.conf));
         state.write(record);
         tx.onUndo('forget the attachment', () => forgetAttachment(state, ctx.conf, cfg, ctx.containerId, ctx.ifname));
         return ensureBridge(host, cfg, ctx.conf.name);
@@ -342,10 +352,19 @@ async function add(ctx: AttachmentContext, cfg: BridgeConfig): Promise<Result> {
 async function del(ctx: AttachmentContext, cfg: BridgeConfig): Promise<void> {
   const state = new NetworkState(cfg.stateDir, ctx.conf.name);
   const hostVeth = hostVethName(ctx.containerId, ctx.ifname);
-  // Deleting the host end removes the pair; a gone namespace took both already.
-  await withNetlink(undefined, (nl) => linkDelByName(nl, hostVeth));
-  if (ctx.ipam.configured) await ctx.ipam.del();
-  await forgetAttachment(state, ctx.conf, cfg, ctx.containerId, ctx.ifname);
+  // Deleting a veth waits for the kernel's teardown (an RCU grace period,
+  // most of DEL's time), so the IPAM release runs beside it, as the reference
+  // plugin releases before deleting. The record goes only after the link: a
+  // last-container teardown must find the bridge without our port.
+  const steps = await Promise.allSettled([
+    (async () => {
+      // Deleting the host end removes the pair; a gone namespace took both already.
+      await withNetlink(undefined, (nl) => linkDelByName(nl, hostVeth));
+      await forgetAttachment(state, ctx.conf, cfg, ctx.containerId, ctx.ifname, ctx.defer);
+    })(),
+    ctx.ipam.configured ? ctx.ipam.del() : Promise.resolve(),
+  ]);
+  for (const s of steps) if (s.status === 'rejected') throw s.reason;
 }
 
 function checkFailed(msg: string): CniError {
@@ -403,6 +422,7 @@ async function gc(ctx: GcContext, cfg: BridgeConfig): Promise<void> {
   const state = new NetworkState(cfg.stateDir, ctx.conf.name);
   const validKeys = new Set(ctx.validAttachments.map((a) => attachmentKey(a.containerID, a.ifname)));
   const validVeths = new Set(ctx.validAttachments.map((a) => hostVethName(a.containerID, a.ifname)));
+  ctx.defer?.cancel(teardownKey(cfg, ctx.conf));
   await state.lock(async () => {
     state.removeTorn();
     await withNetlink(undefined, async (nl) => {

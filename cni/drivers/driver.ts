@@ -21,6 +21,17 @@ export interface IpamPort {
   gc(valid: Attachment[]): Promise<void>;
 }
 
+/**
+ * Work a resident daemon may postpone (a network's teardown after its last
+ * container: an ADD soon after cancels it, so pod churn does not rebuild the
+ * bridge and nft table each time). A one-shot plugin process has none and
+ * does such work at once.
+ */
+export interface Deferrer {
+  later(key: string, fn: () => Promise<void>): void;
+  cancel(key: string): void;
+}
+
 /** What every verb gets. */
 export interface BaseContext {
   conf: NetConf;
@@ -28,6 +39,7 @@ export interface BaseContext {
   rawStdin: Buffer;
   env: Record<string, string | undefined>;
   ipam: IpamPort;
+  defer?: Deferrer;
 }
 
 /** ADD, DEL, CHECK: one attachment (container + interface). */

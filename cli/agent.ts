@@ -1,0 +1,150 @@
+/**
+ * `meshwork agent`: runs the node agent in this network namespace until
+ * SIGTERM/SIGINT. Stopping keeps this node's state for a restart; with
+ * `--leave-on-stop` stopping decommissions the node (see agent/agent.ts).
+ */
+import type { Command } from 'commander';
+
+interface AgentFlags {
+  node?: string;
+  underlay?: string;
+  store: string;
+  network: string;
+  clusterCidr: string[];
+  subnetLen?: string;
+  subnetLen6?: string;
+  vni?: string;
+  vxlanPort?: string;
+  vxlanName?: string;
+  bridge?: string;
+  mtu?: string;
+  vxlanUdpCsum?: boolean;
+  leaseTtl?: string;
+  resync?: string;
+  stateDir?: string;
+  metrics?: string;
+  leaveOnStop?: boolean;
+  cniSocket?: string;
+  dns?: string;
+  serviceVips?: boolean;
+  debug?: boolean;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+
+export function register(program: Command): void {
+  program
+    .command('agent')
+    .description('run the node agent: register this host, lease its pod subnet, keep overlay peers converged')
+    .requiredOption('--node <name>', 'this node\'s name in the cluster')
+    .requiredOption('--underlay <addr>', 'this host\'s underlay IP address (VXLAN packets leave from it)')
+    .option('--store <spec>', 'cluster store: file:/dir or etcd:http://a:2379,...', 'file:/var/lib/meshwork')
+    .option('--network <name>', 'overlay network name (as in the CNI config)', 'overlay')
+    .option('--cluster-cidr <cidr>', 'cluster CIDR (once per family; repeat or comma-separate)', collect, [])
+    .option('--subnet-len <n>', 'IPv4 pod subnet prefix length (default 24)')
+    .option('--subnet-len6 <n>', 'IPv6 pod subnet prefix length (default 64)')
+    .option('--vni <n>', 'VXLAN network identifier (default 1)')
+    .option('--vxlan-port <n>', 'VXLAN UDP port (default 8472)')
+    .option('--vxlan-name <ifname>', 'VXLAN device name (default mw.vx<vni>)')
+    .option('--bridge <ifname>', 'pod bridge name (default mw.br0)')
+    .option('--mtu <n>', 'overlay MTU (default: underlay MTU - 50)')
+    .option('--vxlan-udp-csum', 'compute the outer UDP checksum on an IPv4 underlay (default off, as RFC 7348 allows)')
+    .option('--lease-ttl <s>', 'node lease TTL in seconds (default 15)')
+    .option('--resync <s>', 'full resync period in seconds (default 30)')
+    .option('--state-dir <dir>', 'node-local state directory (default /run/meshwork)')
+    .option('--metrics <addr:port>', 'serve /metrics and /healthz here')
+    .option('--leave-on-stop', 'decommission on SIGTERM: revoke the lease, remove the VTEP')
+    .option('--cni-socket <path>', 'also serve CNI calls on this unix socket (the resident CNI daemon)')
+    .option('--dns <addr[:port]>', 'also serve cluster DNS here (port 53 by default)')
+    .option('--service-vips', 'program nftables so Service cluster IPs reach their ready endpoints')
+    .option('--debug', 'debug logging')
+    .action(async (flags: AgentFlags) => runAgent(flags));
+}
+
+async function runAgent(f: AgentFlags): Promise<void> {
+  // Loaded here so other subcommands never pay for netlink, prom-client or the store clients.
+  const { agentConfig } = await import('../agent/config');
+  const { createAgent } = await import('../agent/agent');
+  const { createAgentMetrics } = await import('../agent/metrics');
+  const { createAgentHttp, parseListen } = await import('../agent/http');
+  const { jsonLogger } = await import('../agent/logger');
+  const { openNetlink } = await import('../cni/netlink/socket');
+  const { openStore } = await import('../store/open');
+  const { Registry, collectDefaultMetrics } = await import('prom-client');
+  const { startHosted, parseDnsListen } = await import('../agent/hosted');
+  const dnsAddress = (text: string) => { const l = parseDnsListen(text); return l.address; };
+  const { createServiceVips } = await import('../agent/service-vips');
+
+  const cfg = agentConfig({
+    node: f.node, underlay: f.underlay, network: f.network,
+    clusterCidrs: f.clusterCidr.length ? f.clusterCidr : undefined,
+    subnetLen: f.subnetLen, subnetLen6: f.subnetLen6,
+    vni: f.vni === undefined ? undefined : Number(f.vni), port: f.vxlanPort === undefined ? undefined : Number(f.vxlanPort),
+    vxlanName: f.vxlanName, bridgeName: f.bridge, mtu: f.mtu === undefined ? undefined : Number(f.mtu), udpCsum: !!f.vxlanUdpCsum,
+    leaseTtlSeconds: f.leaseTtl === undefined ? undefined : Number(f.leaseTtl),
+    resyncSeconds: f.resync === undefined ? undefined : Number(f.resync),
+    stateDir: f.stateDir,
+    dns: f.dns ? dnsAddress(f.dns) : undefined,
+  });
+  const listen = f.metrics ? parseListen(f.metrics) : undefined;
+  const log = jsonLogger('agent', process.stderr, !!f.debug);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'meshwork_agent_process_' });
+  const metrics = createAgentMetrics(registry);
+
+  const store = await openStore(f.store);
+  const nl = openNetlink();
+  const agent = createAgent(cfg, { store, netlink: nl, logger: log, metrics });
+  const web = createAgentHttp({
+    registry,
+    health: () => { const s = agent.status(); return { ok: s.registered && !s.lastError, detail: { ...s } }; },
+  });
+
+  let hosted: Awaited<ReturnType<typeof startHosted>> | undefined;
+  const vips = f.serviceVips
+    ? createServiceVips({ store, logger: log, registry })
+    : undefined;
+  const done = new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info('stopping', { signal: sig, leave: !!f.leaveOnStop });
+      (async () => {
+        await hosted?.stop();
+        await vips?.stop();
+        await agent.stop({ leave: !!f.leaveOnStop }).catch((err) => log.error('stop failed', { err }));
+        await web.stop().catch(() => {});
+        await store.close().catch(() => {});
+        nl.close();
+      })().finally(resolve);
+    };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+  });
+
+  try {
+    await agent.start();
+  } catch (err) {
+    await store.close().catch(() => {});
+    nl.close();
+    throw err;
+  }
+  try {
+    hosted = await startHosted({ store, registry, logger: log, cniSocket: f.cniSocket, dns: f.dns });
+    await vips?.start();
+  } catch (err) {
+    await hosted?.stop();
+    await vips?.stop();
+    await agent.stop();
+    await store.close().catch(() => {});
+    nl.close();
+    throw err;
+  }
+  if (listen) {
+    const addr = await web.start(listen.host, listen.port);
+    log.info('metrics listening', { address: addr.address, port: addr.port });
+  }
+  log.info('agent started', { node: cfg.node, network: cfg.network, subnets: agent.status().subnets });
+  await done;
+}

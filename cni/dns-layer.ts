@@ -1,0 +1,48 @@
+/**
+ * Cluster DNS in the result: with `"clusterDNS": {"server", "zone"}` in the
+ * config, the result's `dns` names our server and the search list
+ * `<ns>.svc.<zone> svc.<zone> <zone>` (dns/pod-config.ts), so the resolv.conf
+ * the runtime writes from it finds services by short name. The config's
+ * static `dns` (or IPAM's) is merged in: its nameservers after ours, its
+ * search domains after the cluster ones, its options added unless they set
+ * the same option.
+ */
+import type { Layer } from './layers';
+import { CniCode, CniError, type Dns } from './types';
+
+/** Merges `extra` under `cluster`: cluster entries first, duplicates dropped. */
+export function mergeDns(cluster: Dns, extra: Dns | undefined): Dns {
+  if (!extra) return cluster;
+  const uniq = (xs: string[]) => [...new Set(xs)];
+  const optName = (o: string) => o.split(':')[0];
+  const clusterOpts = cluster.options ?? [];
+  const out: Dns = {
+    nameservers: uniq([...(cluster.nameservers ?? []), ...(extra.nameservers ?? [])]),
+    search: uniq([...(cluster.search ?? []), ...(extra.search ?? [])]),
+    options: uniq([...clusterOpts, ...(extra.options ?? []).filter((o) => !clusterOpts.some((c) => optName(c) === optName(o)))]),
+  };
+  const domain = cluster.domain ?? extra.domain;
+  if (domain) out.domain = domain;
+  return out;
+}
+
+export const dnsLayer: Layer = {
+  name: 'cluster DNS',
+  async add(ctx, result) {
+    const cd = ctx.cluster.clusterDNS;
+    if (!cd) return result;
+    let cluster: Dns;
+    try {
+      // Loaded only for networks with cluster DNS.
+      const { dnsConfigFor } = require('../dns/pod-config') as typeof import('../dns/pod-config');
+      cluster = dnsConfigFor(ctx.cluster.podNamespace, cd.zone, cd.server);
+    } catch (err) {
+      throw new CniError(CniCode.invalidConfig, `clusterDNS: ${(err as Error).message}`);
+    }
+    const base = result.dns && Object.keys(result.dns).length ? result.dns : ctx.att.conf.dns;
+    return { ...result, dns: mergeDns(cluster, base) };
+  },
+  async del() { /* nothing kept */ },
+  async check() { /* nothing in the kernel */ },
+  async gc() { /* nothing kept */ },
+};

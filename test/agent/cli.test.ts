@@ -1,0 +1,82 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Lab, eventually, isRoot, NEEDS_ROOT, repoRoot, sh } from '../helpers/lab';
+import { openStore } from '../../store/open';
+import { keys } from '../../store/keys';
+
+const MESHWORK = path.join(repoRoot, 'bin', 'meshwork');
+
+test('meshwork agent: metrics, health, hosted DNS and CNI daemon; SIGTERM keeps the node, --leave-on-stop removes it', { skip: !isRoot && NEEDS_ROOT, timeout: 60_000 }, async () => {
+  const lab = new Lab();
+  try {
+    const h = lab.netns('h');
+    const o = lab.netns('o');
+    lab.veth(h, 'eth0', '192.168.92.1/24', o, 'eth0', '192.168.92.2/24');
+    const storeSpec = `file:${lab.tmp}/store`;
+    const sock = path.join(lab.tmp, 'cni.sock');
+    const start = (extra: string[]) => {
+      const child = lab.spawnIn(h, process.execPath, [MESHWORK, 'agent', '--node', 'n1', '--underlay', '192.168.92.1', '--store', storeSpec,
+        '--network', 'mesh', '--cluster-cidr', '10.98.0.0/16', '--state-dir', path.join(lab.tmp, 'state'), '--lease-ttl', '30',
+        '--metrics', '127.0.0.1:0', ...extra]);
+      let log = '';
+      child.stderr!.on('data', (d) => (log += d));
+      return { child, log: () => log };
+    };
+    const a = start(['--dns', '127.0.0.1:5353', '--cni-socket', sock]);
+    await eventually(() => a.log().includes('"agent started"'), 20_000, 'agent start');
+    const port = /"metrics listening".*"port":(\d+)/.exec(a.log())![1];
+    const metrics = h.sh('curl', ['-sf', `http://127.0.0.1:${port}/metrics`]).stdout;
+    assert.match(metrics, /^meshwork_agent_reconciles_total \d+/m);
+    assert.match(metrics, /^meshwork_agent_nodes 1$/m);
+    assert.match(metrics, /^meshwork_dns_/m, 'DNS metrics share the registry');
+    const health = JSON.parse(h.sh('curl', ['-sf', `http://127.0.0.1:${port}/healthz`]).stdout);
+    assert.equal(health.ok, true);
+    assert.equal(health.subnets.length, 1);
+    const dig = h.sh('dig', ['+time=2', '+tries=1', '@127.0.0.1', '-p', '5353', 'nothing.default.svc.cluster.local'], { allowFail: true });
+    assert.match(dig.stdout, /status: NXDOMAIN/);
+    assert.ok(fs.statSync(sock).isSocket());
+    {
+      const st = await openStore(storeSpec);
+      try { assert.equal(JSON.parse((await st.get(keys.node('n1')))!.value).dns, '127.0.0.1', 'the node record names its DNS server'); } finally { await st.close(); }
+    }
+
+    // SIGTERM = restart semantics: clean exit, the node stays registered until its lease runs out.
+    const exit = new Promise<number | null>((r) => a.child.once('exit', (c) => r(c)));
+    a.child.kill('SIGTERM');
+    assert.equal(await exit, 0);
+    const store = await openStore(storeSpec);
+    try {
+      assert.ok(await store.get(keys.node('n1')), 'node record kept across a restart');
+      // Decommission: --leave-on-stop revokes the lease on SIGTERM.
+      const b = start(['--leave-on-stop']);
+      await eventually(() => b.log().includes('"agent started"'), 20_000, 'agent restart');
+      const exitB = new Promise<number | null>((r) => b.child.once('exit', (c) => r(c)));
+      b.child.kill('SIGTERM');
+      assert.equal(await exitB, 0);
+      assert.equal(await store.get(keys.node('n1')), undefined);
+      assert.equal((await store.list(keys.subnets('mesh'))).items.length, 0);
+      assert.doesNotMatch(h.ip('-o', 'link'), /mw\.vx1/);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await lab.cleanup();
+  }
+});
+
+test('meshwork agent: bad flags get one clear line, no stack trace', () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--node', 'n1', '--underlay', 'eth0'], /--underlay: expected this host's underlay IP address, got "eth0"/],
+    [['--node', 'n1', '--underlay', '192.0.2.1', '--cluster-cidr', '10.1.2.0/16'], /--cluster-cidr: .*host bits set/],
+    [['--node', 'n1', '--underlay', '192.0.2.1', '--metrics', 'localhost'], /--metrics: expected ADDR:PORT/],
+    [['--node', 'n1', '--underlay', '192.0.2.1', '--store', 'zk:foo'], /unknown store kind "zk"/],
+  ];
+  for (const [args, re] of cases) {
+    const r = sh(process.execPath, [MESHWORK, 'agent', ...args], { allowFail: true });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, re);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+});
