@@ -55,7 +55,8 @@ export function createMemoryStore(opts: MemoryStoreOptions = {}): MemoryStore {
 
   function sweep(): void {
     const dead = engine.expiredLeases(st, now());
-    if (dead.length === 0) return;
+    // Renewed leases moved their expiry: re-arm the timer even when nothing died.
+    if (dead.length === 0) { scheduleSweep(); return; }
     for (const id of dead) stopRenewing(id);
     commit(engine.dropLeases(st, dead));
     for (const id of dead) {
