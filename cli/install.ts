@@ -4,7 +4,7 @@
  *
  * What install writes (paths under --prefix, DESTDIR-style: file contents
  * always name the final on-host paths):
- *   <cni-bin-dir>/meshwork-cni       a launcher: `exec <node> <this install>/bin/meshwork-cni "$@"`.
+ *   <cni-bin-dir>/meshwork-cni       a launcher: `MESHWORK_NODE=<node> exec <this install>/bin/meshwork-cni "$@"`.
  *                                    The plugin needs Node.js, its native addon and node_modules,
  *                                    so rather than copy a tree we point at this installation;
  *                                    reinstall after moving it.
@@ -146,7 +146,8 @@ export function planInstall(o: InstallOptions): PlannedFile[] {
     '# installation below, with the Node.js that installed it (runtimes call',
     '# plugins with a minimal environment, so both paths are absolute).',
     '# Moved meshwork or Node.js? Run `meshwork install` again.',
-    `exec ${shq(o.nodeBinary)} ${shq(entry)} "$@"`,
+    // The shim hands the call to the agent's resident daemon, or runs the plugin with this Node.js.
+    `MESHWORK_NODE=${shq(o.nodeBinary)} exec ${shq(entry)} "$@"`,
     '',
   ].join('\n');
   const env = [

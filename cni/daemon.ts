@@ -42,7 +42,11 @@ export interface CniDaemonOptions {
   drainTimeoutMs?: number;
 }
 
-export interface DaemonStats { served: number; failed: number; inFlight: number; netnsRestored: number }
+export interface DaemonStats {
+  served: number; failed: number; inFlight: number; netnsRestored: number;
+  /** Requests declined because the shim lives in another network namespace. */
+  foreignNetns: number;
+}
 
 export interface CniDaemon {
   readonly socketPath: string;
@@ -142,7 +146,7 @@ function internalError(msg: string): CniResponse {
 export function createCniDaemon(opts: CniDaemonOptions): CniDaemon {
   const socketPath = path.resolve(opts.socketPath ?? process.env.MESHWORK_CNI_SOCKET ?? DEFAULT_CNI_SOCKET);
   const log: Logger = opts.logger ?? { info: () => {}, error: (m) => process.stderr.write(`meshwork-cni-daemon: ${m}\n`) };
-  const stats: DaemonStats = { served: 0, failed: 0, inFlight: 0, netnsRestored: 0 };
+  const stats: DaemonStats = { served: 0, failed: 0, inFlight: 0, netnsRestored: 0, foreignNetns: 0 };
   let server: net.Server | undefined;
   let guard: NetnsGuard | undefined;
   let socketIno: number | undefined;
@@ -150,6 +154,16 @@ export function createCniDaemon(opts: CniDaemonOptions): CniDaemon {
   const idle = new Set<net.Socket>();
   const all = new Set<net.Socket>();
   const drainMs = opts.drainTimeoutMs ?? 30_000;
+
+  // "dev:ino" of our namespace, as the shim reports its own (MESHWORK_SHIM_NETNS).
+  let home: string | undefined;
+  function homeNetns(): string {
+    if (home === undefined) {
+      const st = fs.statSync('/proc/self/ns/net');
+      home = `${st.dev}:${st.ino}`;
+    }
+    return home;
+  }
 
   function checkHome(): void {
     if (!guard) return;
@@ -197,6 +211,14 @@ export function createCniDaemon(opts: CniDaemonOptions): CniDaemon {
       if (!req) return;
       done = true;
       idle.delete(sock);
+      // A shim from another network namespace must not be served here: close
+      // without a reply, which makes it run the standalone plugin in its own.
+      const shimNs = req.env.MESHWORK_SHIM_NETNS;
+      if (shimNs !== undefined && shimNs !== homeNetns()) {
+        stats.foreignNetns++;
+        sock.destroy();
+        return;
+      }
       void serve(req).then((res) => { if (!sock.destroyed) sock.end(encodeResponse(res)); });
     });
   }
@@ -279,11 +301,11 @@ function warmUp(): void {
 /** `node dist/cni/daemon.js [--socket PATH]`: serves until SIGTERM/SIGINT. */
 export async function main(argv: string[]): Promise<number> {
   let daemon: CniDaemon;
+  let handler: import('./plugin').CniHandler;
   try {
     const args = parseArgs(argv);
-    // Resolved at run time so the daemon builds even while plugin.ts is being written.
-    const plugin = require('./plugin') as { handle: CniHandler };
-    daemon = createCniDaemon({ socketPath: args.socket, handle: plugin.handle, logger: { info: (m) => process.stderr.write(`meshwork-cni-daemon: ${m}\n`), error: (m) => process.stderr.write(`meshwork-cni-daemon: ${m}\n`) } });
+    handler = (require('./plugin') as typeof import('./plugin')).handle;
+    daemon = createCniDaemon({ socketPath: args.socket, handle: handler, logger: { info: (m) => process.stderr.write(`meshwork-cni-daemon: ${m}\n`), error: (m) => process.stderr.write(`meshwork-cni-daemon: ${m}\n`) } });
     await daemon.start();
     warmUp();
   } catch (err) {
@@ -296,6 +318,8 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', stop);
   });
   await daemon.stop();
+  // Finishes postponed teardowns (bridge, nft table) and closes the plugin's stores.
+  await handler.close();
   return 0;
 }
 

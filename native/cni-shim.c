@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -156,6 +157,15 @@ int main(int argc, char **argv) {
   }
 
   struct buf env = { 0 };
+  /* The daemon acts in its own network namespace: tell it ours, so a daemon
+   * of another namespace (a socket path shared across namespaces) declines
+   * and we run standalone instead of wiring the wrong host. */
+  struct stat ns;
+  if (stat("/proc/self/ns/net", &ns) == 0) {
+    char id[96];
+    int n = snprintf(id, sizeof id, "MESHWORK_SHIM_NETNS=%lu:%lu", (unsigned long)ns.st_dev, (unsigned long)ns.st_ino);
+    buf_put(&env, id, (size_t)n);
+  }
   for (char **e = environ; *e; e++) {
     if (!forwarded(*e)) continue;
     if (env.len) buf_put(&env, "", 1);

@@ -11,6 +11,7 @@ driverCompliance('bridge', (lab) => {
     conf: {
       cniVersion: '1.1.0', name: `${lab.id}-dc`, type: 'meshwork-cni', driver: 'bridge', bridge: lab.link('br'),
       isGateway: true, ipMasq: true, stateDir: path.join(lab.tmp, 'state'),
+      store: `file:${path.join(lab.tmp, 'store')}`,
       ipam: { type: 'meshwork', dataDir: path.join(lab.tmp, 'ipam'), ranges: [[{ subnet: s.v4 }], [{ subnet: s.v6 }]] },
     },
   };

@@ -26,6 +26,7 @@ function setup(lab: Lab, subnet4: string, subnet6: string): Net {
     name: network,
     plugins: [{
       type: 'meshwork-cni', driver: 'bridge', bridge: lab.link('br'), isGateway: true,
+      stateDir: path.join(lab.tmp, 'state'), store: `file:${path.join(lab.tmp, 'store')}`,
       ipam: { type: 'meshwork', dataDir, ranges: [[{ subnet: subnet4 }], [{ subnet: subnet6 }]], routes: [{ dst: '0.0.0.0/0' }] },
     }],
   });

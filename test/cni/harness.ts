@@ -83,6 +83,7 @@ export function bridgeConf(lab: Lab, o: NetOptions): Record<string, any> {
     isDefaultGateway: true,
     ipMasq: true,
     stateDir: path.join(lab.tmp, 'state'),
+    store: `file:${path.join(lab.tmp, 'store')}`,
     ipam: { type: 'meshwork', dataDir: path.join(lab.tmp, 'ipam'), ranges },
     ...o.extra,
   };

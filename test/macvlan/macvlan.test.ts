@@ -21,6 +21,7 @@ class MacvlanLab {
   conf(extra: Record<string, unknown>): string {
     return JSON.stringify({
       cniVersion: '1.1.0', name: 'lan', type: 'meshwork-cni', driver: 'macvlan', master: 'par0',
+      store: `file:${path.join(this.lab.tmp, 'store')}`,
       ipam: { type: 'meshwork', dataDir: path.join(this.lab.tmp, 'ipam'), ranges: [[{ subnet: '10.88.0.0/24', rangeStart: '10.88.0.10', gateway: '10.88.0.254' }]] },
       ...extra,
     });

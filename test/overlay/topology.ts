@@ -116,6 +116,8 @@ export class Overlay {
     return JSON.stringify({
       cniVersion: '1.0.0', name: NETWORK, type: 'meshwork-cni', driver: 'overlay',
       nodeStateDir: h.stateDir, stateDir: path.join(h.stateDir, 'cni'),
+      // Endpoint records go to the cluster's store under this host's name (hosts share one machine's host name).
+      store: this.store, node: h.name,
       ipam: { type: 'meshwork', dataDir: path.join(h.stateDir, 'ipam') },
     });
   }

@@ -74,7 +74,7 @@ test('deploy/meshwork.yaml: the conflist is accepted by the plugin, the init and
       .map((a) => (a === '/host' ? tmp : a === '/config/10-meshwork.conflist' ? path.join(tmp, 'conf') : a));
     const r = await run(process.execPath, [CLI, ...args, '--dry-run']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /exec '\/opt\/meshwork\/node' '\/opt\/meshwork\/bin\/meshwork-cni' "\$@"/);
+    assert.match(r.stdout, /MESHWORK_NODE='\/opt\/meshwork\/node' exec '\/opt\/meshwork\/bin\/meshwork-cni' "\$@"/);
     assert.doesNotMatch(r.stdout, /meshwork-agent\.service/);
     // The agent container's flags all exist.
     const help = await run(process.execPath, [CLI, 'agent', '--help']);

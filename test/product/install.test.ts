@@ -38,12 +38,13 @@ function cnitool(cacheDir: string, args: string[], env: NodeJS.ProcessEnv, ns?: 
 function stubPlugin(dir: string): { entry: string; log: string } {
   const log = path.join(dir, 'calls.log');
   const entry = path.join(dir, 'stub-plugin.js');
-  fs.writeFileSync(entry, `
+  // An executable, as the real entry (the shim) is: the launcher execs it with MESHWORK_NODE set.
+  fs.writeFileSync(entry, `#!${process.execPath}
     const fs = require('fs'); let s = '';
     process.stdin.on('data', (d) => (s += d)).on('end', () => {
       fs.appendFileSync(${JSON.stringify(log)}, JSON.stringify({ cmd: process.env.CNI_COMMAND, netns: process.env.CNI_NETNS, ifname: process.env.CNI_IFNAME, conf: JSON.parse(s || '{}') }) + '\\n');
       if (process.env.CNI_COMMAND === 'ADD') process.stdout.write(JSON.stringify({ cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: process.env.CNI_NETNS }], ips: [{ address: '10.99.0.2/24', interface: 0 }] }));
-    });`);
+    });`, { mode: 0o755 });
   return { entry, log };
 }
 
@@ -57,7 +58,7 @@ test('install --dry-run prints every file with its content and writes nothing', 
     for (const f of ['opt/cni/bin/meshwork-cni', 'etc/cni/net.d/10-meshwork.conflist', 'etc/meshwork/agent.env', 'etc/systemd/system/meshwork-agent.service', 'etc/meshwork/installed.json']) {
       assert.match(r.stdout, new RegExp(`would write ${path.join(prefix, f).replace(/[.]/g, '\\.')} \\(mode 0[67][45][45]\\)`), f);
     }
-    assert.match(r.stdout, /\| exec '.*node' '.*\/bin\/meshwork-cni' "\$@"/);
+    assert.match(r.stdout, /\| MESHWORK_NODE='.*node' exec '.*\/bin\/meshwork-cni' "\$@"/);
     assert.match(r.stdout, /\|\s+"driver": "bridge"/);
     assert.match(r.stdout, /\|\s+"mesh": true/);
     assert.match(r.stdout, /\| MESHWORK_STORE=etcd:http:\/\/10\.0\.0\.1:2379/);
@@ -170,6 +171,7 @@ test('install of the real plugin: cnitool wires a pod on a bridge inside a lab h
       cniVersion: '1.0.0', name: lab.id,
       plugins: [{
         type: 'meshwork-cni', driver: 'bridge', bridge: lab.link('br'), isGateway: true, stateDir: path.join(lab.tmp, 'state'),
+        store: `file:${path.join(lab.tmp, 'store')}`,
         ipam: { type: 'meshwork', ranges: [[{ subnet: '10.250.7.0/24' }]], dataDir: path.join(lab.tmp, 'ipam') },
       }],
     }));
