@@ -1,0 +1,37 @@
+/**
+ * The per-request state passed down the layer stack, and the layer shape:
+ * `(next) => (ctx) => Promise<upstream response>`. Layers are composed once at
+ * start-up (sidecar/stack.ts); each reads only the fields it needs.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { CompiledRoute, SubsetRuntime, Upstream } from './catalog';
+import type { Endpoint } from './endpoint';
+
+export interface RequestCtx {
+  readonly req: IncomingMessage;
+  /** The request body when it could be buffered (replayable); null when streamed through once. */
+  readonly body: Buffer | null;
+  readonly upstream: Upstream;
+  readonly sourceIp: string;
+  route?: CompiledRoute;
+  subset?: SubsetRuntime;
+  endpoint?: Endpoint;
+  /** Endpoints earlier attempts used. */
+  tried?: Set<Endpoint>;
+  /** Per-try timeout of the attempt about to run, ms. */
+  perTryTimeoutMs?: number;
+  /** Set when the overall timeout fired: no new attempt starts. */
+  expired?: boolean;
+  /** Aborts the attempt in flight (set by forward). */
+  cancel?: () => void;
+  /** Response headers the edge adds (e.g. which fault fired). */
+  extraHeaders?: Record<string, string>;
+}
+
+export type Handler = (ctx: RequestCtx) => Promise<IncomingMessage>;
+export type Layer = (next: Handler) => Handler;
+
+/** Composes layers outermost first: compose([a, b], h) = a(b(h)). */
+export function compose(layers: Layer[], innermost: Handler): Handler {
+  return layers.reduceRight((next, layer) => layer(next), innermost);
+}

@@ -1,0 +1,300 @@
+/**
+ * The HTTP request path, one small layer per concern, composed once:
+ *
+ *   route -> fault -> timeout -> mirror -> split -> pool -> retry -> balance -> breaker -> outlier -> forward
+ *
+ * Logical layers first (which route, which subset, how many tries), then the
+ * concrete ones (which endpoint, is its gate open), then the socket. A layer
+ * with nothing configured for the request passes straight through.
+ */
+import type { Agent, IncomingMessage } from 'node:http';
+import type { RetryOn, RetryPolicy } from '../policies/model';
+import type { Random } from './balancers';
+import type { BreakerSet } from './breakers';
+import type { CompiledRoute, SubsetRuntime, Upstream } from './catalog';
+import { compose, type Handler, type Layer, type RequestCtx } from './context';
+import { BreakerOpenError, FaultAbortError, NoHealthyUpstreamError, OverflowError, RequestTimeoutError, UpstreamError } from './errors';
+import { createForward, sendTo } from './forward';
+import type { Direction, SidecarMetrics } from './metrics';
+import { OutlierDetector } from './outlier';
+
+export interface StackDeps {
+  agent: Agent;
+  breakers: BreakerSet;
+  outliers: OutlierDetector;
+  random: Random;
+  now: () => number;
+  metrics?: SidecarMetrics;
+  direction: Direction;
+}
+
+export function createStack(deps: StackDeps): Handler {
+  return compose([
+    routeLayer(), faultLayer(deps), timeoutLayer(), mirrorLayer(deps), splitLayer(deps),
+    poolLayer(deps), retryLayer(deps), balanceLayer(deps), breakerLayer(deps), outlierLayer(deps),
+  ], createForward(deps.agent));
+}
+
+// ---- route: first route whose match holds (a route without matches matches all).
+export function matchRoute(up: Upstream, req: IncomingMessage): CompiledRoute | undefined {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  for (const r of up.routes) {
+    if (r.matches.length === 0) return r;
+    for (const m of r.matches) {
+      if (m.method && m.method !== req.method) continue;
+      if (m.path && !m.path(path)) continue;
+      let ok = true;
+      for (const h of m.headers) {
+        const v = req.headers[h.name];
+        if (!h.test(Array.isArray(v) ? v.join(',') : v)) { ok = false; break; }
+      }
+      if (ok) return r;
+    }
+  }
+  return undefined;
+}
+
+class NoRouteError extends NoHealthyUpstreamError {}
+
+function routeLayer(): Layer {
+  return (next) => (ctx) => {
+    const r = matchRoute(ctx.upstream, ctx.req);
+    if (!r) return Promise.reject(new NoRouteError(ctx.upstream.name, ''));
+    ctx.route = r;
+    return next(ctx);
+  };
+}
+
+// ---- fault: delay and/or abort a share of requests (route fault, else the policy's).
+function faultLayer(deps: StackDeps): Layer {
+  return (next) => async (ctx) => {
+    const f = ctx.route!.spec.fault ?? ctx.upstream.policy.fault;
+    if (!f) return next(ctx);
+    if (f.delay && deps.random() * 100 < f.delay.percentage) {
+      await new Promise((r) => setTimeout(r, f.delay!.fixedDelayMs));
+      (ctx.extraHeaders ??= {})['x-meshwork-fault'] = 'delay';
+    }
+    if (f.abort && deps.random() * 100 < f.abort.percentage) throw new FaultAbortError(f.abort.httpStatus);
+    return next(ctx);
+  };
+}
+
+// ---- timeout: the whole request, all tries included, up to response headers.
+function timeoutLayer(): Layer {
+  return (next) => (ctx) => {
+    const ms = ctx.route!.spec.timeoutMs ?? ctx.upstream.policy.timeoutMs;
+    if (!ms) return next(ctx);
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        ctx.expired = true;
+        ctx.cancel?.();
+        reject(new RequestTimeoutError(ctx.upstream.name, ms));
+      }, ms);
+      next(ctx).then((res) => {
+        clearTimeout(timer);
+        if (ctx.expired) res.resume(); else resolve(res);
+      }, (err) => { clearTimeout(timer); reject(err); });
+    });
+  };
+}
+
+// ---- mirror: a copy of a share of requests to another subset; its outcome is ignored.
+function mirrorLayer(deps: StackDeps): Layer {
+  return (next) => (ctx) => {
+    const m = ctx.route!.mirror;
+    if (m && ctx.body && deps.random() * 100 < m.percentage) {
+      const ep = m.subset.balancer.pick({ now: deps.now() });
+      if (ep) {
+        const headers = { ...ctx.req.headers } as Record<string, string | string[]>;
+        delete headers.connection;
+        if (typeof headers.host === 'string') headers.host = shadowHost(headers.host);
+        const shadow: RequestCtx = { req: ctx.req, body: ctx.body, upstream: ctx.upstream, sourceIp: ctx.sourceIp, perTryTimeoutMs: 10_000 };
+        sendTo(deps.agent, shadow, ep.address, ep.port, ep.key, headers).then((res) => res.resume(), () => { /* a mirror never affects the caller */ });
+      }
+    }
+    return next(ctx);
+  };
+}
+
+/** As Envoy does, a mirrored request's Host gets "-shadow" so the receiver can tell. */
+function shadowHost(host: string): string {
+  const i = host.lastIndexOf(':');
+  return i > 0 && !host.endsWith(']') ? `${host.slice(0, i)}-shadow${host.slice(i)}` : `${host}-shadow`;
+}
+
+// ---- split: weighted choice among the route's subsets, skipping subsets with no usable endpoint.
+function splitLayer(deps: StackDeps): Layer {
+  return (next) => (ctx) => {
+    const backends = ctx.route!.backends;
+    if (backends.length === 1) { ctx.subset = backends[0].subset; return next(ctx); }
+    const now = deps.now();
+    let total = 0;
+    for (const b of backends) if (b.weight > 0 && hasUsable(b.subset, now)) total += b.weight;
+    let chosen: SubsetRuntime | undefined;
+    if (total > 0) {
+      let r = deps.random() * total;
+      for (const b of backends) {
+        if (b.weight <= 0 || !hasUsable(b.subset, now)) continue;
+        r -= b.weight;
+        if (r < 0) { chosen = b.subset; break; }
+      }
+    }
+    ctx.subset = chosen ?? backends.find((b) => b.weight > 0)?.subset ?? backends[0].subset;
+    return next(ctx);
+  };
+}
+
+function hasUsable(s: SubsetRuntime, now: number): boolean {
+  for (const e of s.endpoints) if (e.available(now)) return true;
+  return false;
+}
+
+// ---- pool: at most maxConnections requests upstream at once (HTTP/1.1: one per connection),
+// at most maxPendingRequests waiting; beyond that, fail fast.
+function poolLayer(deps: StackDeps): Layer {
+  return (next) => async (ctx) => {
+    const pool = ctx.upstream.policy.connectionPool;
+    const max = pool?.maxConnections;
+    if (!max) return next(ctx);
+    const st = ctx.upstream.state;
+    if (st.active >= max) {
+      if (st.waiting.length >= (pool.maxPendingRequests ?? Infinity)) {
+        deps.metrics?.overflow(ctx.upstream.name, 'pending');
+        throw new OverflowError(ctx.upstream.name, 'pending');
+      }
+      await new Promise<void>((r) => st.waiting.push(r));
+    } else st.active++;
+    // The slot is held until the response body is done (or the attempt failed).
+    const release = () => {
+      const w = st.waiting.shift();
+      if (w) w(); else st.active--;
+    };
+    let res: IncomingMessage;
+    try { res = await next(ctx); } catch (err) { release(); throw err; }
+    res.once('close', release);
+    return res;
+  };
+}
+
+// ---- retry: another attempt, to another endpoint when one exists, on the configured conditions, within budget.
+function retryLayer(deps: StackDeps): Layer {
+  return (next) => async (ctx) => {
+    const policy = ctx.route!.spec.retries ?? ctx.upstream.policy.retries;
+    const st = ctx.upstream.state;
+    if (!policy || policy.attempts <= 0 || !ctx.body) return next(ctx);
+    ctx.perTryTimeoutMs = policy.perTryTimeoutMs;
+    st.inflight++;
+    let retrying = false;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        let reason: string | undefined;
+        try {
+          const res = await next(ctx);
+          reason = statusReason(res.statusCode!, policy.retryOn);
+          if (!reason || attempt >= policy.attempts || ctx.expired || !budgetAllows(st, policy, deps.now())) return res;
+          res.resume();
+        } catch (err) {
+          reason = errorReason(err, policy.retryOn);
+          if (!reason || attempt >= policy.attempts || ctx.expired || !budgetAllows(st, policy, deps.now())) throw err;
+        }
+        deps.metrics?.retry(deps.direction, ctx.upstream.name, reason);
+        if (!retrying) { retrying = true; st.retriesInflight++; }
+      }
+    } finally {
+      st.inflight--;
+      if (retrying) st.retriesInflight--;
+    }
+  };
+}
+
+function statusReason(status: number, on: RetryOn[]): string | undefined {
+  if (status >= 500 && on.includes('5xx')) return '5xx';
+  if ((status === 502 || status === 503 || status === 504) && on.includes('gateway-error')) return 'gateway-error';
+  if (status === 409 && on.includes('retriable-4xx')) return 'retriable-4xx';
+  return undefined;
+}
+
+function errorReason(err: unknown, on: RetryOn[]): string | undefined {
+  // An endpoint whose gate shut between pick and fire, or none usable right now: another try may find one.
+  if (err instanceof BreakerOpenError) return 'breaker-open';
+  if (!(err instanceof UpstreamError)) return undefined;
+  const k = err.kind;
+  if (on.includes(k as RetryOn)) return k;
+  if (k === 'connect-failure' && on.includes('refused-stream')) return k;
+  if (on.includes('5xx') || on.includes('gateway-error')) return k;
+  return undefined;
+}
+
+/** Retries in flight may add budgetPercent of the requests in flight; minRetriesPerSecond always pass. */
+function budgetAllows(st: Upstream['state'], p: RetryPolicy, now: number): boolean {
+  if (now - st.retryWindowStart >= 1000) { st.retryWindowStart = now; st.retriesInWindow = 0; }
+  const ok = st.retriesInWindow < p.minRetriesPerSecond || st.retriesInflight < (st.inflight * p.budgetPercent) / 100;
+  if (ok) st.retriesInWindow++;
+  return ok;
+}
+
+// ---- balance: the subset's balancer picks, avoiding endpoints earlier tries used.
+function balanceLayer(deps: StackDeps): Layer {
+  return (next) => async (ctx) => {
+    const subset = ctx.subset!;
+    const now = deps.now();
+    const ep = subset.balancer.pick({ now, exclude: ctx.tried, hashKey: hashKeyOf(ctx) });
+    if (!ep) throw new NoHealthyUpstreamError(ctx.upstream.name, subset.name);
+    ctx.endpoint = ep;
+    (ctx.tried ??= new Set()).add(ep);
+    ep.inflight++;
+    try {
+      const res = await next(ctx);
+      const lb = subset.lb;
+      if (lb.type === 'ewma') ep.observeLatency(deps.now() - now, lb.decayMs || 10_000, deps.now());
+      return res;
+    } finally {
+      ep.inflight--;
+    }
+  };
+}
+
+function hashKeyOf(ctx: RequestCtx): string | undefined {
+  const lb = ctx.subset!.lb;
+  if (lb.type !== 'ring-hash') return undefined;
+  const on = lb.hashOn;
+  if ('header' in on) { const v = ctx.req.headers[on.header.toLowerCase()]; return Array.isArray(v) ? v[0] : v; }
+  if ('cookie' in on) return cookie(ctx.req.headers.cookie, on.cookie);
+  return ctx.sourceIp;
+}
+
+function cookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+}
+
+// ---- breaker: the attempt runs through the endpoint's circuit breaker, when the policy has one.
+function breakerLayer(deps: StackDeps): Layer {
+  return (next) => (ctx) => {
+    const spec = ctx.upstream.policy.circuitBreaker;
+    if (!spec) return next(ctx);
+    return deps.breakers.run(ctx.upstream.name, ctx.endpoint!, spec, () => next(ctx));
+  };
+}
+
+// ---- outlier: consecutive 5xx / gateway errors eject the endpoint for a growing time.
+function outlierLayer(deps: StackDeps): Layer {
+  return (next) => async (ctx) => {
+    const spec = ctx.upstream.policy.outlierDetection;
+    if (!spec) return next(ctx);
+    try {
+      const res = await next(ctx);
+      deps.outliers.record(ctx.upstream, ctx.endpoint!, spec, res.statusCode!);
+      return res;
+    } catch (err) {
+      if (err instanceof UpstreamError) deps.outliers.record(ctx.upstream, ctx.endpoint!, spec, 502);
+      throw err;
+    }
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * Pure parts of the sidecar, table-driven and seeded: balancers, outlier
+ * ejection limits, interception rules, endpoint files, the store endpoint
+ * source (with the in-memory store).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createBalancer } from '../../sidecar/balancers';
+import { Endpoint } from '../../sidecar/endpoint';
+import { buildUpstream, ServiceState, defaultPolicy } from '../../sidecar/catalog';
+import { OutlierDetector } from '../../sidecar/outlier';
+import { interceptionRules } from '../../sidecar/intercept';
+import { parseEndpoints, storeEndpointSource, SidecarConfigError } from '../../sidecar/sources';
+import { createMemoryStore } from '../../store/memory';
+import { keys } from '../../store/keys';
+import type { EndpointRecord } from '../../store/records';
+import { eventually } from '../helpers/lab';
+
+/** A small seeded generator (mulberry32): no unseeded randomness in tests. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const eps = (n: number, weights: number[] = []) => Array.from({ length: n }, (_, i) => new Endpoint(`10.0.0.${i + 1}`, 80, {}, weights[i] ?? 1, `p${i}`));
+const count = (picks: Array<Endpoint | undefined>) => {
+  const m = new Map<string, number>();
+  for (const p of picks) m.set(p!.key, (m.get(p!.key) ?? 0) + 1);
+  return m;
+};
+
+test('round robin: even over equal weights, proportional over weights, skips unavailable endpoints', () => {
+  const e = eps(3);
+  const rr = createBalancer({ type: 'round-robin' }, e);
+  const even = count(Array.from({ length: 300 }, () => rr.pick({ now: 0 })));
+  assert.deepEqual(e.map((x) => even.get(x.key)), [100, 100, 100]);
+  const w = eps(3, [1, 2, 3]);
+  const wrr = createBalancer({ type: 'round-robin' }, w);
+  const weighted = count(Array.from({ length: 600 }, () => wrr.pick({ now: 0 })));
+  assert.deepEqual(w.map((x) => weighted.get(x.key)), [100, 200, 300]);
+  e[1].gate = 'open';
+  assert.ok(Array.from({ length: 50 }, () => rr.pick({ now: 0 })).every((p) => p !== e[1]));
+});
+
+test('retries avoid endpoints already tried unless none other is left', () => {
+  const e = eps(2);
+  for (const type of ['round-robin', 'random', 'least-request', 'ewma'] as const) {
+    const b = createBalancer(type === 'least-request' ? { type, choiceCount: 2 } : type === 'ewma' ? { type, decayMs: 1000 } : { type }, e, seeded(1));
+    for (let i = 0; i < 20; i++) assert.equal(b.pick({ now: 0, exclude: new Set([e[0]]) }), e[1], type);
+    e[1].ejectedUntil = 10;
+    assert.equal(b.pick({ now: 0, exclude: new Set([e[0]]) }), e[0], `${type}: falls back to the tried one`);
+    e[1].ejectedUntil = 0;
+  }
+});
+
+test('least request (power of two choices) steers away from a busy endpoint', () => {
+  const e = eps(4);
+  e[0].inflight = 50;
+  const b = createBalancer({ type: 'least-request', choiceCount: 2 }, e, seeded(7));
+  const c = count(Array.from({ length: 1000 }, () => b.pick({ now: 0 })));
+  assert.ok((c.get(e[0].key) ?? 0) < 10, `busy endpoint picked ${c.get(e[0].key)} times`);
+});
+
+test('ewma prefers the fast endpoint', () => {
+  const e = eps(2);
+  e[0].observeLatency(200, 1000, 1);
+  e[1].observeLatency(2, 1000, 1);
+  const b = createBalancer({ type: 'ewma', decayMs: 1000 }, e, seeded(3));
+  const c = count(Array.from({ length: 200 }, () => b.pick({ now: 0 })));
+  assert.ok((c.get(e[1].key) ?? 0) > 150);
+});
+
+test('ring hash: a key stays on one endpoint; removing an endpoint moves only its keys', () => {
+  const all = eps(5);
+  const ring = createBalancer({ type: 'ring-hash', hashOn: { header: 'x' }, minRingSize: 1024 }, all, seeded(1));
+  const fewer = createBalancer({ type: 'ring-hash', hashOn: { header: 'x' }, minRingSize: 1024 }, all.slice(0, 4), seeded(1));
+  let moved = 0;
+  let owned = 0;
+  const spread = new Map<string, number>();
+  for (let k = 0; k < 2000; k++) {
+    const key = `user-${k}`;
+    const a = ring.pick({ now: 0, hashKey: key })!;
+    assert.equal(ring.pick({ now: 0, hashKey: key }), a, 'sticky');
+    spread.set(a.key, (spread.get(a.key) ?? 0) + 1);
+    const b = fewer.pick({ now: 0, hashKey: key })!;
+    if (a === all[4]) owned++;
+    else if (a !== b) moved++;
+  }
+  assert.equal(moved, 0, 'keys of the remaining endpoints did not move');
+  assert.ok(owned > 0);
+  for (const n of spread.values()) assert.ok(n > 200 && n < 700, `uneven ring: ${[...spread.values()]}`);
+});
+
+test('outlier detection ejects after consecutive errors, for longer each time, never beyond max percent', () => {
+  const e = eps(4);
+  let now = 1000;
+  const up = buildUpstream('svc.default', { port: 80, targetPort: 80, protocol: 'TCP' }, defaultPolicy('svc.default'), e, new ServiceState(), seeded(1));
+  const od = new OutlierDetector(() => now);
+  const spec = { consecutive5xxErrors: 3, intervalMs: 1000, baseEjectionTimeMs: 100, maxEjectionPercent: 50 };
+  for (let i = 0; i < 2; i++) od.record(up, e[0], spec, 500);
+  assert.equal(e[0].ejected(now), false);
+  od.record(up, e[0], spec, 500);
+  assert.equal(e[0].ejectedUntil, 1100);
+  for (let i = 0; i < 3; i++) od.record(up, e[1], spec, 503);
+  assert.equal(e[1].ejected(now), true);
+  for (let i = 0; i < 3; i++) od.record(up, e[2], spec, 502);
+  assert.equal(e[2].ejected(now), false, 'a third ejection would pass 50%');
+  now = 1200;
+  for (let i = 0; i < 3; i++) od.record(up, e[0], spec, 500);
+  assert.equal(e[0].ejectedUntil, 1400, 'second ejection lasts twice as long');
+  od.record(up, e[3], spec, 500);
+  od.record(up, e[3], spec, 200);
+  od.record(up, e[3], spec, 500);
+  assert.equal(e[3].consecutive5xx, 1, 'a success resets the count');
+});
+
+test('interception rules redirect TCP and exclude the sidecar, loopback, DNS and listed ports and CIDRs', () => {
+  const r = interceptionRules({ outboundPort: 15001, inboundPort: 15006, sidecarGid: 1337, excludeInboundPorts: [15090], excludeOutboundPorts: [5432], excludeOutboundCidrs: ['10.0.0.0/8', 'fd00::/8'] });
+  for (const line of [
+    'meta skgid 1337 return', 'oifname "lo" return', 'ip daddr 127.0.0.0/8 return', 'tcp dport 53 return',
+    'tcp dport { 5432 } return', 'ip daddr { 10.0.0.0/8 } return', 'ip6 daddr { fd00::/8 } return',
+    'meta l4proto tcp redirect to :15001', 'tcp dport { 15001, 15006, 15090 } return', 'meta l4proto tcp redirect to :15006',
+  ]) assert.ok(r.includes(line), `missing: ${line}\n${r}`);
+  assert.throws(() => interceptionRules({ outboundPort: 0, inboundPort: 15006 }), /port 0 is not a port number/);
+});
+
+test('endpoint files: defaults filled in, each problem named with its place', () => {
+  const [e] = parseEndpoints(JSON.stringify([{ ips: ['10.1.0.5'], labels: { app: 'a' } }]), 'eps.json');
+  assert.deepEqual({ ns: e.namespace, pod: e.pod, ready: e.ready }, { ns: 'default', pod: '10.1.0.5', ready: true });
+  const cases: Array<[string, RegExp]> = [
+    ['{', /eps.json: not valid JSON/],
+    ['{"x": 1}', /expected a list of endpoints/],
+    ['[{"labels": {}}]', /endpoints\[0\]: ips: expected a non-empty list/],
+    ['[{"ips": ["1.2.3.4"], "labels": {"a": 1}}]', /endpoints\[0\]: labels: expected a map of strings/],
+    ['[{"ips": ["1.2.3.4"], "ready": "yes"}]', /endpoints\[0\]: ready: expected true or false/],
+  ];
+  for (const [text, re] of cases) assert.throws(() => parseEndpoints(text, 'eps.json'), (err: Error) => err instanceof SidecarConfigError && re.test(err.message));
+});
+
+test('the store endpoint source lists, then follows puts and deletes', async () => {
+  const store = createMemoryStore();
+  const rec = (pod: string, ip: string): EndpointRecord => ({ network: 'n', containerId: pod, ifname: 'eth0', namespace: 'default', pod, node: 'n1', ips: [ip], labels: { app: 'a' }, ready: true });
+  await store.put(keys.endpoint('n', 'c1', 'eth0'), JSON.stringify(rec('c1', '10.0.0.1')));
+  const src = storeEndpointSource(store);
+  let latest: EndpointRecord[] = [];
+  await src.start((e) => { latest = e; }, (err) => { throw err; });
+  try {
+    assert.deepEqual(latest.map((e) => e.pod), ['c1']);
+    await store.put(keys.endpoint('n', 'c2', 'eth0'), JSON.stringify(rec('c2', '10.0.0.2')));
+    await eventually(() => latest.length === 2, 5000, 'put seen');
+    await store.delete(keys.endpoint('n', 'c1', 'eth0'));
+    await eventually(() => latest.length === 1 && latest[0].pod === 'c2', 5000, 'delete seen');
+  } finally {
+    await src.stop();
+    await store.close();
+  }
+});
