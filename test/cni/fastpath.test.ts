@@ -63,7 +63,7 @@ test('shim with daemon: env, stdin, stdout, stderr and exit code pass through', 
     assert.equal(seen[0].env.MESHWORK_CNI_SOCKET, socket);
     assert.equal(seen[0].env.UNRELATED, undefined, 'only CNI_* and MESHWORK_* are forwarded');
     assert.equal(seen[0].env.PATH, undefined);
-    assert.deepEqual(daemon.stats(), { served: 1, failed: 0, inFlight: 0, netnsRestored: 0 });
+    assert.deepEqual(daemon.stats(), { served: 1, failed: 0, inFlight: 0, netnsRestored: 0, foreignNetns: 0 });
   } finally {
     await daemon.stop();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -105,6 +105,33 @@ test('shim without daemon: falls back to the standalone plugin with the same std
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a shim in another network namespace is declined by the daemon and runs the plugin standalone', { skip: (!isRoot && NEEDS_ROOT) || SKIP_SHIM }, async () => {
+  const lab = new Lab();
+  const dir = tmpDir();
+  const handled: string[] = [];
+  const daemon = createCniDaemon({ socketPath: path.join(dir, 'cni.sock'), handle: async (req) => { handled.push(String(req.env.CNI_CONTAINERID)); return { exitCode: 0, stdout: '{"via":"daemon"}', stderr: '' }; }, netnsGuard: false });
+  try {
+    await daemon.start();
+    const main = path.join(dir, 'main.js');
+    fs.writeFileSync(main, FAKE_MAIN);
+    const env = shimEnv({ MESHWORK_CNI_SOCKET: path.join(dir, 'cni.sock'), MESHWORK_CNI_MAIN: main, MESHWORK_NODE: process.execPath });
+    // Same namespace as the daemon: served by it.
+    const here = await run(SHIM, [], { input: '{}', env });
+    assert.equal(JSON.parse(here.stdout).via, 'daemon');
+    // Another host's namespace sharing the socket path: never wired by this daemon.
+    const other = lab.netns('other');
+    const there = await run('ip', ['netns', 'exec', other.name, SHIM], { input: '{}', env });
+    assert.equal(there.code, 7, there.stderr);
+    assert.equal(JSON.parse(there.stdout).via, 'standalone');
+    assert.deepEqual(handled, ['ctr1']);
+    assert.equal(daemon.stats().foreignNetns, 1);
+  } finally {
+    await daemon.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+    await lab.cleanup();
   }
 });
 
