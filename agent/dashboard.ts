@@ -51,8 +51,10 @@ export class Ring<T> {
 function decodeDoc<T extends { kind: string }>(value: string, kind: string): T | undefined {
   let v: any;
   try { v = JSON.parse(value); } catch { return undefined; }
-  if (v?.kind === kind) return v;
-  if (v && typeof v === 'object') for (const x of Object.values(v)) if ((x as any)?.kind === kind) return x as T;
+  // `policy apply` stores only validated documents; anything else in the store is skipped, never trusted.
+  const shaped = (x: any): boolean => x?.kind === kind && typeof x.metadata?.name === 'string' && typeof x.metadata?.namespace === 'string' && typeof x.spec === 'object' && x.spec !== null;
+  if (shaped(v)) return v;
+  if (v && typeof v === 'object') for (const x of Object.values(v)) if (shaped(x)) return x as T;
   return undefined;
 }
 

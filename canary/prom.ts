@@ -78,10 +78,13 @@ function parseLine(line: string, source: string, lineNo: number): Sample {
   return { name, labels, value: value! };
 }
 
+// Prometheus reads values with Go's ParseFloat, so NaN and Inf are accepted in
+// any case (prom-client prints "Nan" for an empty gauge).
 function parseValue(s: string): number | undefined {
-  if (s === '+Inf' || s === 'Inf') return Infinity;
-  if (s === '-Inf') return -Infinity;
-  if (s === 'NaN') return NaN;
+  const lower = s.toLowerCase();
+  if (lower === '+inf' || lower === 'inf') return Infinity;
+  if (lower === '-inf') return -Infinity;
+  if (lower === 'nan') return NaN;
   const v = Number(s);
   return Number.isNaN(v) ? undefined : v;
 }

@@ -111,10 +111,11 @@ export interface StoredPolicy {
 export function decodeStoredPolicy(value: string): StoredPolicy | undefined {
   let parsed: any;
   try { parsed = JSON.parse(value); } catch { return undefined; }
-  if (parsed?.kind === 'TrafficPolicy' && parsed.spec) return { policy: parsed, encode: (p) => JSON.stringify(p) };
+  const shaped = (x: any): boolean => x?.kind === 'TrafficPolicy' && typeof x.spec === 'object' && x.spec !== null && typeof x.metadata?.name === 'string' && typeof x.metadata?.namespace === 'string';
+  if (shaped(parsed)) return { policy: parsed, encode: (p) => JSON.stringify(p) };
   if (parsed && typeof parsed === 'object') {
     for (const [k, v] of Object.entries(parsed)) {
-      if ((v as any)?.kind === 'TrafficPolicy' && (v as any).spec) {
+      if (shaped(v)) {
         return { policy: v as TrafficPolicy, encode: (p) => JSON.stringify({ ...parsed, [k]: p }) };
       }
     }

@@ -13,6 +13,8 @@ test('parsePrometheusText reads names, escaped labels, special values and skips 
     'y 3.5e2 1700000000000',
     'z{le="+Inf"} +Inf',
     'w{} NaN',
+    'v Nan',
+    'u -inf',
     '',
   ].join('\n'));
   assert.deepEqual(s[0], { name: 'x_total', labels: { a: '1', b: 'q"uo\\te\n' }, value: 42 });
@@ -20,6 +22,8 @@ test('parsePrometheusText reads names, escaped labels, special values and skips 
   assert.equal(s[2].value, Infinity);
   assert.equal(s[2].labels.le, '+Inf');
   assert.ok(Number.isNaN(s[3].value));
+  assert.ok(Number.isNaN(s[4].value), 'prom-client prints an empty gauge as "Nan"');
+  assert.equal(s[5].value, -Infinity);
 });
 
 for (const [text, re] of [

@@ -79,3 +79,20 @@ test('dnsView: query and failure rates per DNS server', () => {
   const cur: Scrape = { at: 1000, targets: [{ target: 'dns-a', samples: [q('NOERROR', 40), q('NXDOMAIN', 5), q('SERVFAIL', 2)] }] };
   assert.deepEqual(dnsView(prev, cur), [{ target: 'dns-a', qps: 37, errorQps: 2 }]);
 });
+
+test('readSnapshot skips stored documents that are not whole documents instead of failing', async () => {
+  const { createMemoryStore } = await import('../../store/memory');
+  const { readSnapshot } = await import('../../agent/dashboard');
+  const { keys } = await import('../../store/keys');
+  const store = createMemoryStore();
+  try {
+    await store.put(keys.policy('Service', 'default', 'broken'), JSON.stringify({ kind: 'Service' }));
+    await store.put(keys.policy('Service', 'default', 'ok'), JSON.stringify({ kind: 'Service', metadata: { name: 'ok', namespace: 'default', labels: {} }, spec: { type: 'ClusterIP', selector: {}, ports: [] } }));
+    await store.put(keys.policy('TrafficPolicy', 'default', 'junk'), 'not json');
+    const snap = await readSnapshot(store);
+    assert.deepEqual(snap.services.map((s) => s.metadata.name), ['ok']);
+    assert.deepEqual(snap.policies, []);
+  } finally {
+    await store.close();
+  }
+});
