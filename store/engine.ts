@@ -55,6 +55,16 @@ export function checkTxn(compares: TxnCompare[], ops: TxnOp[]): void {
   }
 }
 
+/** A compare-and-set as the one-key transaction every backend runs, checked. */
+export function casTxn(key: string, expected: number, value: string | null, lease?: string): { compares: TxnCompare[]; ops: TxnOp[] } {
+  checkKey(key, 'cas');
+  if (value !== null) checkValue(value, `cas ${key}`);
+  const ops: TxnOp[] = value === null ? [{ op: 'delete', key }] : [{ op: 'put', key, value, lease }];
+  const compares = [{ key, modRevision: expected }];
+  checkTxn(compares, ops);
+  return { compares, ops };
+}
+
 export function toKeyValue(key: string, s: StoredKv): KeyValue {
   const kv: KeyValue = { key, value: s.value, modRevision: s.mod, createRevision: s.create };
   if (s.lease) kv.lease = s.lease;

@@ -168,11 +168,7 @@ function createEtcdStore(client: Etcd3, name: string, opts: EtcdStoreOptions): S
     },
 
     async cas(key, expected, value, o) {
-      engine.checkKey(key, 'cas');
-      if (value !== null) engine.checkValue(value, `cas ${key}`);
-      const ops: TxnOp[] = value === null ? [{ op: 'delete', key }] : [{ op: 'put', key, value, lease: o?.lease }];
-      const compares = [{ key, modRevision: expected }];
-      engine.checkTxn(compares, ops);
+      const { compares, ops } = engine.casTxn(key, expected, value, o?.lease);
       return txn(`cas ${key}`, compares, ops);
     },
 

@@ -363,11 +363,7 @@ function createFileStore(dir: string, opts: FileStoreOptions): Store {
     },
 
     async cas(key, expected, value, o) {
-      engine.checkKey(key, 'cas');
-      if (value !== null) engine.checkValue(value, `cas ${key}`);
-      const ops: TxnOp[] = value === null ? [{ op: 'delete', key }] : [{ op: 'put', key, value, lease: o?.lease }];
-      const compares = [{ key, modRevision: expected }];
-      engine.checkTxn(compares, ops);
+      const { compares, ops } = engine.casTxn(key, expected, value, o?.lease);
       return (await write(`cas ${key}`, compares, ops)).applied;
     },
 

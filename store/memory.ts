@@ -109,11 +109,7 @@ export function createMemoryStore(opts: MemoryStoreOptions = {}): MemoryStore {
 
     async cas(key, expected, value, o) {
       open('cas');
-      engine.checkKey(key, 'cas');
-      if (value !== null) engine.checkValue(value, `cas ${key}`);
-      const ops: TxnOp[] = value === null ? [{ op: 'delete', key }] : [{ op: 'put', key, value, lease: o?.lease }];
-      const compares = [{ key, modRevision: expected }];
-      engine.checkTxn(compares, ops);
+      const { compares, ops } = engine.casTxn(key, expected, value, o?.lease);
       return write(compares, ops);
     },
 
