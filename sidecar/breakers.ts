@@ -6,7 +6,7 @@
  * (or the retry layer) as the response it is.
  */
 import CircuitBreaker from 'opossum';
-import type { IncomingMessage } from 'node:http';
+import type { UpstreamResponse as IncomingMessage } from './context';
 import type { CircuitBreaker as BreakerSpec } from '../policies/model';
 import type { Endpoint } from './endpoint';
 import { BreakerOpenError } from './errors';
@@ -54,6 +54,10 @@ export class BreakerSet {
       rollingCountTimeout: spec.rollingCountTimeoutMs,
       rollingCountBuckets: 10,
       resetTimeout: spec.resetTimeoutMs,
+      // Unused by the mesh and costly on the hot path: with percentiles on, opossum keeps every
+      // latency of the window and sorts them all on each failure and each snapshot (every bucket).
+      rollingPercentilesEnabled: false,
+      enableSnapshots: false,
     });
     const set = (gate: Endpoint['gate'], code: 0 | 1 | 2) => {
       ep.gate = gate;

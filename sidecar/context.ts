@@ -3,12 +3,30 @@
  * `(next) => (ctx) => Promise<upstream response>`. Layers are composed once at
  * start-up (sidecar/stack.ts); each reads only the fields it needs.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { CompiledRoute, SubsetRuntime, Upstream } from './catalog';
 import type { Endpoint } from './endpoint';
 
+/** What layers read of a request: node:http's IncomingMessage or the fast path's parsed head. */
+export interface ProxyRequest {
+  readonly method?: string;
+  readonly url?: string;
+  readonly headers: IncomingHttpHeaders;
+}
+
+/**
+ * What layers see of an upstream response: its status, a way to discard the
+ * body, and 'close' once the body is over (node:http IncomingMessage or the
+ * fast path's FastResponse).
+ */
+export interface UpstreamResponse {
+  readonly statusCode?: number;
+  resume(): unknown;
+  once(event: 'close', listener: () => void): unknown;
+}
+
 export interface RequestCtx {
-  readonly req: IncomingMessage;
+  readonly req: ProxyRequest;
   /** The request body when it could be buffered (replayable); null when streamed through once. */
   readonly body: Buffer | null;
   readonly upstream: Upstream;
@@ -26,9 +44,11 @@ export interface RequestCtx {
   cancel?: () => void;
   /** Response headers the edge adds (e.g. which fault fired). */
   extraHeaders?: Record<string, string>;
+  /** Set for requests of the fast path: the request head as it goes upstream, fields after the request line. */
+  fastHead?: string;
 }
 
-export type Handler = (ctx: RequestCtx) => Promise<IncomingMessage>;
+export type Handler = (ctx: RequestCtx) => Promise<UpstreamResponse>;
 export type Layer = (next: Handler) => Handler;
 
 /** Composes layers outermost first: compose([a, b], h) = a(b(h)). */

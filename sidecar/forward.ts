@@ -8,6 +8,7 @@ import * as http from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { UpstreamError } from './errors';
 import type { Handler, RequestCtx } from './context';
+import type { UpstreamPool } from './upstream';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never cross the proxy. */
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
@@ -28,9 +29,22 @@ export function createAgent(opts: { maxFreeSockets?: number } = {}): http.Agent 
   return new http.Agent({ keepAlive: true, noDelay: true, maxSockets: Infinity, maxFreeSockets: opts.maxFreeSockets ?? 256, scheduling: 'lifo' });
 }
 
-/** Sends one attempt to `ctx.endpoint`; resolves with the response headers received. */
-export function createForward(agent: http.Agent): Handler {
-  return (ctx: RequestCtx) => sendTo(agent, ctx, ctx.endpoint!.address, ctx.endpoint!.port, ctx.endpoint!.key);
+/**
+ * Sends one attempt to `ctx.endpoint`; resolves with the response headers received.
+ * Requests of the fast path go over the raw socket pool, others through node:http.
+ */
+export function createForward(agent: http.Agent, pool: UpstreamPool): Handler {
+  return (ctx: RequestCtx) => {
+    const ep = ctx.endpoint!;
+    if (ctx.fastHead === undefined) return sendTo(agent, ctx, ep.address, ep.port, ep.key);
+    return sendFast(pool, ctx, ep.address, ep.port, ep.key);
+  };
+}
+
+/** One fast-path attempt: the head is rebuilt from the parsed request, the buffered body follows. */
+export function sendFast(pool: UpstreamPool, ctx: RequestCtx, address: string, port: number, label: string) {
+  const head = `${ctx.req.method} ${ctx.req.url} HTTP/1.1\r\n${ctx.fastHead}\r\n`;
+  return pool.send(address, port, label, ctx.req.method!, head, ctx.body, ctx.perTryTimeoutMs, (c) => { ctx.cancel = c; });
 }
 
 export function sendTo(agent: http.Agent, ctx: RequestCtx, address: string, port: number, label: string, headers?: Record<string, string | string[]>): Promise<IncomingMessage> {
@@ -67,6 +81,6 @@ export function sendTo(agent: http.Agent, ctx: RequestCtx, address: string, port
     if (ctx.perTryTimeoutMs) timer = setTimeout(() => fail('timeout', new Error(`no response within ${ctx.perTryTimeoutMs} ms`)), ctx.perTryTimeoutMs);
     ctx.cancel = () => fail('timeout', new Error('request timed out'));
     if (ctx.body) up.end(ctx.body.length > 0 ? ctx.body : undefined);
-    else src.pipe(up);
+    else (src as IncomingMessage).pipe(up);
   });
 }

@@ -66,7 +66,8 @@ export function createHttpEdge(deps: HttpEdgeDeps) {
     res.once('close', () => { if (!res.writableFinished) ctx.cancel?.(); });
     let upRes: IncomingMessage;
     try {
-      upRes = await deps.stack(ctx);
+      // Requests of this edge carry no fastHead, so forward answers through node:http.
+      upRes = await deps.stack(ctx) as IncomingMessage;
     } catch (err) {
       const code = fail(res, err);
       record(up, ctx.subset?.name ?? '', ctx.route?.name ?? '', code, start);

@@ -2,12 +2,12 @@
  * Endpoint choice for whole connections (raw TCP, WebSocket): the same route,
  * weighted split and balancer as requests, without the per-request layers.
  */
-import type { IncomingMessage } from 'node:http';
+import type { ProxyRequest } from './context';
 import type { Upstream } from './catalog';
 import type { Endpoint } from './endpoint';
 import { matchRoute } from './stack';
 
-export function chooseEndpoint(up: Upstream, req: IncomingMessage | undefined, random: () => number, now: number, sourceIp: string, exclude?: Set<Endpoint>): Endpoint | undefined {
+export function chooseEndpoint(up: Upstream, req: ProxyRequest | undefined, random: () => number, now: number, sourceIp: string, exclude?: Set<Endpoint>): Endpoint | undefined {
   const route = req ? matchRoute(up, req) : up.routes.find((r) => r.matches.length === 0) ?? up.routes[0];
   if (!route) return undefined;
   let total = 0;

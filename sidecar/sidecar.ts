@@ -20,6 +20,8 @@ import type { SnapshotSource } from './sources';
 import { createStack } from './stack';
 import { proxyTcp } from './tcp';
 import { createAdmin } from './admin';
+import { createFastEdge, type FastEdge } from './fast';
+import { UpstreamPool } from './upstream';
 
 export interface SidecarOptions {
   source: SnapshotSource;
@@ -73,6 +75,8 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
   const outliers = new OutlierDetector(now, metrics);
   const agent = createAgent();
   const localAgent = createAgent();
+  const pools: UpstreamPool[] = [];
+  const fastEdges: FastEdge[] = [];
   let current: RoutingTable | undefined;
   let ready = false;
   let draining = false;
@@ -118,12 +122,12 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
   function makeListener(direction: Direction, port: number): { server: net.Server; http: http.Server } {
     const resolve = direction === 'outbound' ? resolveOutbound : resolveInbound;
     const a = direction === 'outbound' ? agent : localAgent;
-    const stack = createStack({ agent: a, breakers, outliers, random, now, metrics, direction });
-    const edge = createHttpEdge({
-      direction, stack, agent: a, metrics, resolve, now, random,
-      passthrough: (dst) => (direction === 'inbound' ? { address: '127.0.0.1', port: dst.port } : dst),
-      maxBufferedBody: opts.maxBufferedBody ?? 64 * 1024,
-    });
+    const pool = new UpstreamPool();
+    pools.push(pool);
+    const stack = createStack({ agent: a, pool, breakers, outliers, random, now, metrics, direction });
+    const passthrough = (dst: Destination) => (direction === 'inbound' ? { address: '127.0.0.1', port: dst.port } : dst);
+    const maxBufferedBody = opts.maxBufferedBody ?? 64 * 1024;
+    const edge = createHttpEdge({ direction, stack, agent: a, metrics, resolve, now, random, passthrough, maxBufferedBody });
     const hs = http.createServer({
       maxHeaderSize: opts.maxHeaderSize ?? 16 * 1024,
       headersTimeout: opts.headersTimeoutMs ?? 10_000,
@@ -141,6 +145,21 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
       socket.end(`HTTP/1.1 ${code}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     });
+    // HTTP/1.1 requests start on the fast path; what it does not take goes to `hs` with the bytes unread.
+    const fast = createFastEdge({
+      direction, stack, pool, metrics, resolve, passthrough, maxBufferedBody,
+      maxHeaderSize: opts.maxHeaderSize ?? 16 * 1024,
+      headersTimeoutMs: opts.headersTimeoutMs ?? 10_000,
+      keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 60_000,
+      draining: () => draining,
+      handOff(sock, unread) {
+        sock.pause();
+        if (unread.length) sock.unshift(unread);
+        hs.emit('connection', sock);
+        sock.resume();
+      },
+    });
+    fastEdges.push(fast);
     const tcpDeps = { direction, metrics, random, now, connectTimeoutMs: 5000 };
     const server = net.createServer({ noDelay: true }, (sock) => {
       sockets.add(sock);
@@ -160,12 +179,13 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
       const toTcp = () => proxyTcp(tcpDeps, sock, up, dst && (direction === 'inbound' ? { address: '127.0.0.1', port: dst.port } : dst), sourceIp);
       const onFirst = (chunk: Buffer) => {
         clearTimeout(sniff);
-        sock.pause();
-        sock.unshift(chunk);
         if (METHOD_START.test(chunk.subarray(0, 8).toString('latin1'))) {
-          hs.emit('connection', sock);
-          sock.resume();
-        } else toTcp();
+          fast.accept(sock, chunk, dst, sourceIp);
+        } else {
+          sock.pause();
+          sock.unshift(chunk);
+          toTcp();
+        }
       };
       sock.once('data', onFirst);
     });
@@ -214,9 +234,11 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
       draining = true;
       for (const s of servers) if (s !== admin) s.close();
       for (const h of httpServers) h.closeIdleConnections();
+      for (const f of fastEdges) f.closeIdle();
       const until = Date.now() + deadlineMs;
       while (sockets.size > 0 && Date.now() < until) {
         for (const h of httpServers) h.closeIdleConnections();
+        for (const f of fastEdges) f.closeIdle();
         await new Promise((r) => setTimeout(r, 20));
       }
     },
@@ -231,6 +253,7 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
       outliers.stop();
       agent.destroy();
       localAgent.destroy();
+      for (const p of pools) p.destroy();
     },
   };
 }

@@ -7,19 +7,22 @@
  * concrete ones (which endpoint, is its gate open), then the socket. A layer
  * with nothing configured for the request passes straight through.
  */
-import type { Agent, IncomingMessage } from 'node:http';
+import type { Agent } from 'node:http';
 import type { RetryOn, RetryPolicy } from '../policies/model';
 import type { Random } from './balancers';
 import type { BreakerSet } from './breakers';
 import type { CompiledRoute, SubsetRuntime, Upstream } from './catalog';
-import { compose, type Handler, type Layer, type RequestCtx } from './context';
+import { compose, type Handler, type Layer, type ProxyRequest, type RequestCtx, type UpstreamResponse } from './context';
 import { BreakerOpenError, FaultAbortError, NoHealthyUpstreamError, OverflowError, RequestTimeoutError, UpstreamError } from './errors';
 import { createForward, sendTo } from './forward';
+import type { UpstreamPool } from './upstream';
 import type { Direction, SidecarMetrics } from './metrics';
 import { OutlierDetector } from './outlier';
 
 export interface StackDeps {
   agent: Agent;
+  /** Keep-alive sockets of the fast path. */
+  pool: UpstreamPool;
   breakers: BreakerSet;
   outliers: OutlierDetector;
   random: Random;
@@ -32,11 +35,11 @@ export function createStack(deps: StackDeps): Handler {
   return compose([
     routeLayer(), faultLayer(deps), timeoutLayer(), mirrorLayer(deps), splitLayer(deps),
     poolLayer(deps), retryLayer(deps), balanceLayer(deps), breakerLayer(deps), outlierLayer(deps),
-  ], createForward(deps.agent));
+  ], createForward(deps.agent, deps.pool));
 }
 
 // ---- route: first route whose match holds (a route without matches matches all).
-export function matchRoute(up: Upstream, req: IncomingMessage): CompiledRoute | undefined {
+export function matchRoute(up: Upstream, req: ProxyRequest): CompiledRoute | undefined {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
@@ -69,24 +72,30 @@ function routeLayer(): Layer {
 
 // ---- fault: delay and/or abort a share of requests (route fault, else the policy's).
 function faultLayer(deps: StackDeps): Layer {
-  return (next) => async (ctx) => {
-    const f = ctx.route!.spec.fault ?? ctx.upstream.policy.fault;
-    if (!f) return next(ctx);
-    if (f.delay && deps.random() * 100 < f.delay.percentage) {
-      await new Promise((r) => setTimeout(r, f.delay!.fixedDelayMs));
-      (ctx.extraHeaders ??= {})['x-meshwork-fault'] = 'delay';
-    }
-    if (f.abort && deps.random() * 100 < f.abort.percentage) throw new FaultAbortError(f.abort.httpStatus);
-    return next(ctx);
+  return (next) => {
+    const faulty = async (f: Fault, ctx: RequestCtx): Promise<UpstreamResponse> => {
+      if (f.delay && deps.random() * 100 < f.delay.percentage) {
+        await new Promise((r) => setTimeout(r, f.delay!.fixedDelayMs));
+        (ctx.extraHeaders ??= {})['x-meshwork-fault'] = 'delay';
+      }
+      if (f.abort && deps.random() * 100 < f.abort.percentage) throw new FaultAbortError(f.abort.httpStatus);
+      return next(ctx);
+    };
+    // No fault configured: no extra promise on the hot path.
+    return (ctx) => {
+      const f = ctx.route!.spec.fault ?? ctx.upstream.policy.fault;
+      return f ? faulty(f, ctx) : next(ctx);
+    };
   };
 }
+type Fault = NonNullable<Upstream['policy']['fault']>;
 
 // ---- timeout: the whole request, all tries included, up to response headers.
 function timeoutLayer(): Layer {
   return (next) => (ctx) => {
     const ms = ctx.route!.spec.timeoutMs ?? ctx.upstream.policy.timeoutMs;
     if (!ms) return next(ctx);
-    return new Promise<IncomingMessage>((resolve, reject) => {
+    return new Promise<UpstreamResponse>((resolve, reject) => {
       const timer = setTimeout(() => {
         ctx.expired = true;
         ctx.cancel?.();
@@ -171,7 +180,7 @@ function poolLayer(deps: StackDeps): Layer {
       const w = st.waiting.shift();
       if (w) w(); else st.active--;
     };
-    let res: IncomingMessage;
+    let res: UpstreamResponse;
     try { res = await next(ctx); } catch (err) { release(); throw err; }
     res.once('close', release);
     return res;
