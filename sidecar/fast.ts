@@ -157,7 +157,7 @@ class ClientConn implements BodySink {
   }
 
   private record(up: Upstream | undefined, ctx: RequestCtx, route: string, code: number, start: number): void {
-    this.deps.metrics?.request({ direction: this.deps.direction, destination_service: up?.name ?? 'unknown', destination_subset: ctx.subset?.name ?? '', route, response_code: String(code) }, (performance.now() - start) / 1000);
+    this.deps.metrics?.requestSeries(this.deps.direction, up?.name ?? 'unknown', ctx.subset?.name ?? '', route, code).record((performance.now() - start) / 1000);
   }
 
   private respond(res: FastResponse, extra: Record<string, string> | undefined): void {

@@ -8,11 +8,9 @@
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never cross the proxy. */
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// CTLs other than HTAB are not allowed in a field value.
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
-const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\s\x00-\x1f\x7f]+) HTTP\/1\.1$/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
+// RFC 9110 tchar, by char code.
+const TCHAR = new Uint8Array(128);
+for (const ch of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[ch.charCodeAt(0)] = 1;
 const DIGITS = /^\d{1,15}$/;
 
 export interface RequestHead {
@@ -32,54 +30,134 @@ export interface RequestHead {
 
 export type RequestParse = RequestHead | 'incomplete' | 'fallback';
 
-interface Field { lower: string; line: string }
+interface Field { lower: string; name: string; value: string }
+
+interface Scanned {
+  start: string;
+  fields: Field[];
+  /** Field names listed in Connection (other than close/keep-alive): hop-by-hop for this message. */
+  named: Set<string> | undefined;
+  connection: string;
+  /** Every field line already reads "Name: value" (one space, no trailing blanks): forwardable as is. */
+  canonical: boolean;
+  /** Offset of the first field line in the head text. */
+  fieldsAt: number;
+}
 
 function headEnd(buf: Buffer): number {
   const i = buf.indexOf('\r\n\r\n', 0, 'latin1');
   return i < 0 ? -1 : i + 4;
 }
 
-/** Splits a head into its start line and fields; undefined when a line is malformed. */
-function fieldsOf(text: string): { start: string; fields: Field[]; named: Set<string> | undefined; connection: string } | undefined {
-  const lines = text.split('\r\n');
+/**
+ * Splits a head (without its blank line) into start line and fields in one
+ * pass over the characters; undefined when a line is malformed: a bare CR or
+ * LF, a name that is not a token, a CTL other than HTAB in a value.
+ */
+function scanHead(text: string): Scanned | undefined {
+  const n = text.length;
+  let i = 0;
+  for (; i < n; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 13) break;
+    if (ch === 10) return undefined;
+  }
+  const start = text.slice(0, i);
+  const fieldsAt = i + 2;
   const fields: Field[] = [];
   let named: Set<string> | undefined;
   let connection = '';
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
-    const c = line.indexOf(':');
-    if (c <= 0) return undefined;
-    const name = line.slice(0, c);
-    if (!TOKEN.test(name)) return undefined;
-    const value = line.slice(c + 1).trim();
-    if (BAD_VALUE.test(value) || line.includes('\r') || line.includes('\n')) return undefined;
+  let canonical = true;
+  while (i < n) {
+    if (text.charCodeAt(i + 1) !== 10) return undefined;
+    i += 2;
+    const ns = i;
+    for (let ch = text.charCodeAt(i); ch < 128 && TCHAR[ch] === 1; ch = text.charCodeAt(++i));
+    if (i === ns || text.charCodeAt(i) !== 58) return undefined;
+    const name = text.slice(ns, i);
+    const colon = i++;
+    let vs = -1;
+    let ve = -1;
+    for (; i < n; i++) {
+      const ch = text.charCodeAt(i);
+      if (ch === 32 || ch === 9) continue;
+      if (ch < 32 || ch === 127) { if (ch === 13) break; return undefined; }
+      if (vs < 0) vs = i;
+      ve = i + 1;
+    }
+    const value = vs < 0 ? '' : text.slice(vs, ve);
+    if (vs !== colon + 2 || ve !== i || text.charCodeAt(colon + 1) !== 32) canonical = false;
     const lower = name.toLowerCase();
     if (lower === 'connection') {
       connection = connection ? `${connection},${value}` : value;
-      for (const t of value.toLowerCase().split(',')) { const n = t.trim(); if (n && n !== 'close' && n !== 'keep-alive') (named ??= new Set()).add(n); }
+      for (const t of value.toLowerCase().split(',')) { const c = t.trim(); if (c && c !== 'close' && c !== 'keep-alive') (named ??= new Set()).add(c); }
     }
-    fields.push({ lower, line: `${name}: ${value}\r\n` });
+    fields.push({ lower, name, value });
   }
-  if (lines[0].includes('\n')) return undefined;
-  return { start: lines[0], fields, named, connection };
+  return { start, fields, named, connection, canonical, fieldsAt };
 }
+
+/** The fields to forward, "Name: value\r\n" each: a slice of the head itself when nothing is dropped or reformatted. */
+function forwardOf(text: string, h: Scanned, keep: (f: Field) => boolean): string {
+  let all = h.canonical;
+  if (all) for (const f of h.fields) if (!keep(f)) { all = false; break; }
+  if (all) return h.fields.length ? `${text.slice(h.fieldsAt)}\r\n` : '';
+  let out = '';
+  for (const f of h.fields) if (keep(f)) out += `${f.name}: ${f.value}\r\n`;
+  return out;
+}
+
+/** "METHOD target HTTP/1.1": method and target, or undefined. */
+function requestLine(line: string): [string, string] | undefined {
+  const n = line.length;
+  let i = 0;
+  for (let ch = line.charCodeAt(0); ch < 128 && TCHAR[ch] === 1; ch = line.charCodeAt(++i));
+  if (i === 0 || line.charCodeAt(i) !== 32 || n - 9 <= i + 1) return undefined;
+  const ts = i + 1;
+  const te = n - 9;
+  if (line.slice(te) !== ' HTTP/1.1') return undefined;
+  for (let j = ts; j < te; j++) {
+    const ch = line.charCodeAt(j);
+    // Whitespace (NBSP included, as in a regex's \s) and CTLs are not in a request target.
+    if (ch <= 32 || ch === 127 || ch === 160) return undefined;
+  }
+  return [line.slice(0, i), line.slice(ts, te)];
+}
+
+/** "HTTP/1.x NNN reason": minor version, status, reason, or undefined. */
+function statusLine(line: string): [number, number, string] | undefined {
+  if (line.length < 12 || !line.startsWith('HTTP/1.') || line.charCodeAt(8) !== 32) return undefined;
+  const minor = line.charCodeAt(7) - 48;
+  const d0 = line.charCodeAt(9) - 48;
+  const d1 = line.charCodeAt(10) - 48;
+  const d2 = line.charCodeAt(11) - 48;
+  if ((minor !== 0 && minor !== 1) || d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return undefined;
+  if (line.length === 12) return [minor, d0 * 100 + d1 * 10 + d2, ''];
+  if (line.charCodeAt(12) !== 32) return undefined;
+  for (let j = 13; j < line.length; j++) {
+    const ch = line.charCodeAt(j);
+    if ((ch < 32 && ch !== 9) || ch === 127) return undefined;
+  }
+  return [minor, d0 * 100 + d1 * 10 + d2, line.slice(13)];
+}
+
+const CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i;
 
 /** Parses the request head at the start of `buf`. */
 export function parseRequestHead(buf: Buffer, maxHeaderSize: number): RequestParse {
   const end = headEnd(buf);
   if (end < 0) return buf.length > maxHeaderSize ? 'fallback' : 'incomplete';
   if (end > maxHeaderSize) return 'fallback';
-  const split = fieldsOf(buf.toString('latin1', 0, end - 4));
-  if (!split) return 'fallback';
-  const m = REQUEST_LINE.exec(split.start);
-  if (!m || m[1] === 'CONNECT' || m[1] === 'PRI') return 'fallback';
+  const text = buf.toString('latin1', 0, end - 4);
+  const h = scanHead(text);
+  if (!h) return 'fallback';
+  const line = requestLine(h.start);
+  if (!line || line[0] === 'CONNECT' || line[0] === 'PRI') return 'fallback';
   const headers: Record<string, string> = {};
-  let forward = '';
   let contentLength = 0;
-  for (const f of split.fields) {
-    const { lower } = f;
+  for (const f of h.fields) {
+    const { lower, value } = f;
     if (lower === 'transfer-encoding' || lower === 'upgrade' || lower === 'expect') return 'fallback';
-    const value = f.line.slice(f.line.indexOf(':') + 2, -2);
     const known = headers[lower];
     if (known !== undefined) {
       if (lower === 'host' || lower === 'content-length') return 'fallback';
@@ -89,11 +167,12 @@ export function parseRequestHead(buf: Buffer, maxHeaderSize: number): RequestPar
       if (!DIGITS.test(value)) return 'fallback';
       contentLength = Number(value);
     }
-    if (!HOP.has(lower) && !split.named?.has(lower)) forward += f.line;
   }
   if (headers.host === undefined) return 'fallback';
-  const close = /(?:^|,)\s*close\s*(?:,|$)/i.test(split.connection);
-  return { method: m[1], url: m[2], headers, forward, contentLength, close, length: end };
+  const named = h.named;
+  const forward = forwardOf(text, h, (f) => !HOP.has(f.lower) && !named?.has(f.lower));
+  const close = h.connection !== '' && CLOSE.test(h.connection);
+  return { method: line[0], url: line[1], headers, forward, contentLength, close, length: end };
 }
 
 export type Framing = 'none' | 'length' | 'chunked' | 'close';
@@ -126,42 +205,41 @@ export function parseResponseHead(buf: Buffer, method: string, maxHeaderSize: nu
     if (buf.length > maxHeaderSize) throw new BadResponseError('response head too large');
     return undefined;
   }
-  const split = fieldsOf(buf.toString('latin1', 0, end - 4));
-  if (!split) throw new BadResponseError('malformed response head');
-  const m = STATUS_LINE.exec(split.start);
-  if (!m) throw new BadResponseError(`malformed status line ${JSON.stringify(split.start.slice(0, 40))}`);
-  const status = Number(m[2]);
-  let forward = '';
+  const text = buf.toString('latin1', 0, end - 4);
+  const h = scanHead(text);
+  if (!h) throw new BadResponseError('malformed response head');
+  const sl = statusLine(h.start);
+  if (!sl) throw new BadResponseError(`malformed status line ${JSON.stringify(h.start.slice(0, 40))}`);
+  const [minor, status, reason] = sl;
   let length = -1;
   let chunked = false;
   let te = false;
   let keepAliveMs = 0;
-  for (const f of split.fields) {
-    const { lower } = f;
+  let firstLength: Field | undefined;
+  for (const f of h.fields) {
+    const { lower, value } = f;
     if (lower === 'keep-alive') {
-      const t = /(?:^|[\s,;])timeout=(\d+)/i.exec(f.line);
+      const t = /(?:^|[\s,;])timeout=(\d+)/i.exec(value);
       if (t) keepAliveMs = Number(t[1]) * 1000;
     } else if (lower === 'content-length') {
-      const v = f.line.slice(f.line.indexOf(':') + 2, -2);
-      if (!DIGITS.test(v) || (length >= 0 && Number(v) !== length)) throw new BadResponseError('bad content-length in response');
-      if (length >= 0) continue;
-      length = Number(v);
+      if (!DIGITS.test(value) || (length >= 0 && Number(value) !== length)) throw new BadResponseError('bad content-length in response');
+      if (length < 0) { length = Number(value); firstLength = f; }
     } else if (lower === 'transfer-encoding') {
       te = true;
-      chunked = /(?:^|,)\s*chunked\s*$/i.test(f.line.slice(f.line.indexOf(':') + 1, -2));
+      chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
     }
-    if (!HOP.has(lower) && !split.named?.has(lower)) forward += f.line;
   }
-  const connClose = /(?:^|,)\s*close\s*(?:,|$)/i.test(split.connection);
-  const http10 = m[1] === '0' && !/(?:^|,)\s*keep-alive\s*(?:,|$)/i.test(split.connection);
+  const named = h.named;
+  // A repeated Content-Length goes once; beside Transfer-Encoding it is dropped (RFC 9112 §6.3 item 3).
+  const forward = forwardOf(text, h, (f) => !HOP.has(f.lower) && !named?.has(f.lower) && (f.lower !== 'content-length' || (!te && f === firstLength)));
+  const connClose = h.connection !== '' && CLOSE.test(h.connection);
+  const http10 = minor === 0 && !/(?:^|,)\s*keep-alive\s*(?:,|$)/i.test(h.connection);
   let framing: Framing;
   if (method === 'HEAD' || status < 200 || status === 204 || status === 304) framing = 'none';
   else if (te) framing = chunked ? 'chunked' : 'close';
   else if (length >= 0) framing = 'length';
   else framing = 'close';
-  // A Content-Length beside Transfer-Encoding is dropped (RFC 9112 §6.3 item 3).
-  if (te && length >= 0) forward = forward.replace(/^content-length:[^\r]*\r\n/gim, '');
-  return { status, reason: m[3] ?? '', forward, framing, contentLength: length < 0 ? 0 : length, reusable: !connClose && !http10 && framing !== 'close', keepAliveMs, length: end };
+  return { status, reason, forward, framing, contentLength: length < 0 ? 0 : length, reusable: !connClose && !http10 && framing !== 'close', keepAliveMs, length: end };
 }
 
 const enum C { Size, Ext, SizeLf, Data, DataCr, DataLf, TrailerStart, Trailer, TrailerLf, FinalLf, Done }

@@ -40,7 +40,7 @@ export function createHttpEdge(deps: HttpEdgeDeps) {
   const { metrics, direction } = deps;
 
   function record(up: Upstream | undefined, subset: string, route: string, code: number, start: number): void {
-    metrics?.request({ direction, destination_service: up?.name ?? 'unknown', destination_subset: subset, route, response_code: String(code) }, (performance.now() - start) / 1000);
+    metrics?.requestSeries(direction, up?.name ?? 'unknown', subset, route, code).record((performance.now() - start) / 1000);
   }
 
   function fail(res: ServerResponse, err: unknown): number {

@@ -18,12 +18,19 @@ export interface RequestLabels {
   response_code: string;
 }
 
+/** One (direction, service, subset, route, code) series of the request counter and histogram. */
+export interface RequestSeries {
+  record(seconds: number): void;
+}
+
 const REQUEST_LABELS = ['direction', 'source_workload', 'source_namespace', 'destination_service', 'destination_subset', 'route', 'response_code'] as const;
 
 export interface SidecarMetrics {
   readonly registry: Registry;
   /** Counts one finished request and its duration. */
   request(l: RequestLabels, seconds: number): void;
+  /** The same, for the hot path: the series of one label tuple, resolved once and kept. */
+  requestSeries(direction: Direction, service: string, subset: string, route: string, code: number | string): RequestSeries;
   retry(direction: Direction, service: string, reason: string): void;
   overflow(service: string, limit: string): void;
   tcpOpened(direction: Direction, service: string): void;
@@ -57,23 +64,15 @@ export function createMetrics(source: { workload: string; namespace: string }, o
   const ejected = new Gauge({ name: 'meshwork_outlier_ejected', help: 'Whether an upstream endpoint is ejected now (1) or not (0).', labelNames: ['destination_service', 'endpoint'], registers: [registry] });
   const reloads = new Counter({ name: 'meshwork_config_reloads_total', help: 'Policy and endpoint snapshots applied or refused.', labelNames: ['result'], registers: [registry] });
 
-  // Children cached by label tuple: the hot path then does one Map lookup, not prom-client's label hashing.
-  const children = new Map<string, { c: Counter.Internal; h: Histogram.Internal<string> }>();
   const sw = source.workload;
   const sn = source.namespace;
+  const series = createSeriesCache(requests, duration, (direction, service, subset, route, code) => ({
+    direction, source_workload: sw, source_namespace: sn, destination_service: service, destination_subset: subset, route, response_code: code,
+  }));
   return {
     registry,
-    request(l, seconds) {
-      const k = `${l.direction}\0${l.destination_service}\0${l.destination_subset}\0${l.route}\0${l.response_code}`;
-      let ch = children.get(k);
-      if (!ch) {
-        const labels = { direction: l.direction, source_workload: sw, source_namespace: sn, destination_service: l.destination_service, destination_subset: l.destination_subset, route: l.route, response_code: l.response_code };
-        ch = { c: requests.labels(labels), h: duration.labels(labels) };
-        children.set(k, ch);
-      }
-      ch.c.inc();
-      ch.h.observe(seconds);
-    },
+    request(l, seconds) { series.get(l.direction, l.destination_service, l.destination_subset, l.route, l.response_code).record(seconds); },
+    requestSeries: series.get,
     retry(direction, service, reason) { retries.inc({ direction, destination_service: service, reason }); },
     overflow(service, limit) { overflow.inc({ destination_service: service, limit }); },
     tcpOpened(direction, service) { tcpOpened.inc({ direction, source_workload: sw, source_namespace: sn, destination_service: service }); },
@@ -90,4 +89,115 @@ export function createMetrics(source: { workload: string; namespace: string }, o
     },
     reload(result) { reloads.inc({ result }); },
   };
+}
+
+type LabelsOf = (direction: Direction, service: string, subset: string, route: string, code: string) => Record<(typeof REQUEST_LABELS)[number], string>;
+type Nested<T> = Map<string, Map<string, Map<string, Map<number | string, T>>>>;
+
+// prom-client's stored values as its 15.x Counter and Histogram keep them (checked in usable()).
+interface CounterCell { value: number; labels?: Record<string, unknown> }
+interface HistogramCell { sum: number; count: number; bucketValues: Record<number, number>; labels?: Record<string, unknown> }
+interface Store<T> { hashMap: Record<string, T> }
+
+/**
+ * Request series by label tuple. prom-client re-validates and re-hashes the
+ * seven labels on every inc/observe, even through a cached child; at tens of
+ * thousands of requests a second that is a few percent of the sidecar's CPU.
+ * So each series is registered once through prom-client's API (which creates
+ * its stored cell under its own hash) and then updated in place, exactly as
+ * prom-client's observe would: counter value; histogram sum, count and the
+ * one bucket the value falls in. Lookup by the kept hash each time, so a reset
+ * or remove re-registers the series instead of updating a dropped cell. If the
+ * installed prom-client keeps its values differently, its public API is used.
+ */
+function createSeriesCache(requests: Counter<string>, duration: Histogram<string>, labelsOf: LabelsOf): { get: SidecarMetrics['requestSeries'] } {
+  const byDirection: Record<Direction, Nested<RequestSeries>> = { inbound: new Map(), outbound: new Map() };
+  const direct = usable(requests, duration);
+  const bounds = (duration as unknown as { upperBounds: number[] }).upperBounds;
+  const make = (labels: Record<string, string>): RequestSeries => {
+    if (!direct) {
+      const c = requests.labels(labels);
+      const h = duration.labels(labels);
+      return { record(seconds) { c.inc(); h.observe(seconds); } };
+    }
+    const cs = (requests as unknown as Store<CounterCell>).hashMap;
+    const hs = (duration as unknown as Store<HistogramCell>).hashMap;
+    const counterCell = (): CounterCell => {
+      requests.inc(labels, 0);
+      return (requests as unknown as Store<CounterCell>).hashMap[cKey] ?? cellOf((requests as unknown as Store<CounterCell>).hashMap, labels)!;
+    };
+    const histogramCell = (): HistogramCell => {
+      duration.zero(labels);
+      return (duration as unknown as Store<HistogramCell>).hashMap[hKey] ?? cellOf((duration as unknown as Store<HistogramCell>).hashMap, labels)!;
+    };
+    // An existing cell (made through the public API elsewhere) is adopted, not zeroed.
+    let cKey = keyOf(cs, labels) ?? '';
+    if (!cKey) { requests.inc(labels, 0); cKey = keyOf((requests as unknown as Store<CounterCell>).hashMap, labels)!; }
+    let hKey = keyOf(hs, labels) ?? '';
+    if (!hKey) { duration.zero(labels); hKey = keyOf((duration as unknown as Store<HistogramCell>).hashMap, labels)!; }
+    return {
+      record(seconds) {
+        const c = (requests as unknown as Store<CounterCell>).hashMap[cKey] ?? counterCell();
+        c.value += 1;
+        if (!Number.isFinite(seconds)) return;
+        const h = (duration as unknown as Store<HistogramCell>).hashMap[hKey] ?? histogramCell();
+        h.sum += seconds;
+        h.count += 1;
+        for (let i = 0; i < bounds.length; i++) {
+          if (seconds <= bounds[i]) { h.bucketValues[bounds[i]] += 1; break; }
+        }
+      },
+    };
+  };
+  return {
+    get(direction, service, subset, route, code) {
+      const d = byDirection[direction];
+      let a = d.get(service);
+      if (!a) d.set(service, a = new Map());
+      let b = a.get(subset);
+      if (!b) a.set(subset, b = new Map());
+      let c = b.get(route);
+      if (!c) b.set(route, c = new Map());
+      let s = c.get(code);
+      if (!s) c.set(code, s = make(labelsOf(direction, service, subset, route, String(code))));
+      return s;
+    },
+  };
+}
+
+function sameLabels(a: Record<string, unknown> | undefined, b: Record<string, string>): boolean {
+  if (!a) return false;
+  for (const k in b) if (a[k] !== b[k]) return false;
+  return Object.keys(a).length === Object.keys(b).length;
+}
+
+function keyOf(store: Record<string, { labels?: Record<string, unknown> }>, labels: Record<string, string>): string | undefined {
+  for (const k in store) if (sameLabels(store[k].labels, labels)) return k;
+  return undefined;
+}
+
+function cellOf<T>(store: Record<string, T>, labels: Record<string, string>): T | undefined {
+  const k = keyOf(store as Record<string, { labels?: Record<string, unknown> }>, labels);
+  return k === undefined ? undefined : store[k];
+}
+
+/** Whether prom-client keeps its values the way createSeriesCache updates them (probed on throwaway metrics). */
+function usable(c: Counter<string>, h: Histogram<string>): boolean {
+  try {
+    const pc = new Counter({ name: 'probe_total', help: 'probe', labelNames: ['a'], registers: [] });
+    const ph = new Histogram({ name: 'probe_seconds', help: 'probe', labelNames: ['a'], buckets: [1], registers: [] });
+    pc.inc({ a: 'x' }, 0);
+    ph.zero({ a: 'x' });
+    const cs = (pc as unknown as Store<CounterCell>).hashMap;
+    const hs = (ph as unknown as Store<HistogramCell>).hashMap;
+    const ck = keyOf(cs as never, { a: 'x' });
+    const hk = keyOf(hs as never, { a: 'x' });
+    if (ck === undefined || hk === undefined) return false;
+    const hc = hs[hk];
+    if (typeof cs[ck].value !== 'number' || typeof hc.sum !== 'number' || typeof hc.count !== 'number' || hc.bucketValues?.[1] !== 0) return false;
+    const b = (h as unknown as { upperBounds?: unknown }).upperBounds;
+    return Array.isArray(b) && typeof (c as unknown as Store<CounterCell>).hashMap === 'object';
+  } catch {
+    return false;
+  }
 }

@@ -44,8 +44,21 @@ test('request heads: plain HTTP/1.1 is taken, anything odd falls back to node:ht
     'GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n',
     'GARBAGE\r\n\r\n',
     'CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: x\r\nX: a\x7f\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: x\r\n: y\r\n\r\n',
+    'GET /a\xa0b HTTP/1.1\r\nHost: x\r\n\r\n',
+    'GET  / HTTP/1.1\r\nHost: x\r\n\r\n',
+    'GET / HTTP/1.1 \r\nHost: x\r\n\r\n',
+    'G\xe9T / HTTP/1.1\r\nHost: x\r\n\r\n',
   ];
   for (const f of fallbacks) assert.equal(parseRequestHead(b(f), 16384), 'fallback', JSON.stringify(f));
+  // Blanks around a value are not part of it; such lines are forwarded rewritten as "Name: value".
+  const odd = parseRequestHead(b('GET / HTTP/1.1\r\nHost:x\r\nX-B: \t two words \t\r\nX-E:\r\nX-O: \xe9t\xe9\r\n\r\n'), 16384) as RequestHead;
+  assert.deepEqual(odd.headers, { host: 'x', 'x-b': 'two words', 'x-e': '', 'x-o': '\xe9t\xe9' });
+  assert.equal(odd.forward, 'Host: x\r\nX-B: two words\r\nX-E: \r\nX-O: \xe9t\xe9\r\n');
+  assert.equal((parseRequestHead(b('GET * HTTP/1.1\r\nHost: x\r\n\r\n'), 16384) as RequestHead).url, '*');
 });
 
 test('response heads: framing per RFC 9112 §6.3 and socket reuse', () => {
@@ -72,8 +85,10 @@ test('response heads: framing per RFC 9112 §6.3 and socket reuse', () => {
   assert.equal(h.reason, 'Service Unavailable');
   assert.equal(h.forward, 'X-Ok: 1\r\n', 'hop-by-hop, Connection-named and a Content-Length beside chunked are dropped');
   assert.equal(parseResponseHead(b('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n'), 'GET', 65536), undefined);
+  const dup = parseResponseHead(b('HTTP/1.1 200\r\nContent-Length: 2\r\nX-A:  1 \r\ncontent-length: 2\r\n\r\n'), 'GET', 65536)!;
+  assert.deepEqual([dup.status, dup.reason, dup.contentLength, dup.forward], [200, '', 2, 'Content-Length: 2\r\nX-A: 1\r\n'], 'an equal repeated Content-Length goes once');
   assert.equal(parseResponseHead(b('HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n'), 'GET', 65536)!.keepAliveMs, 5000, 'the server\'s idle timeout hint is kept');
-  for (const bad of ['HTTP/1.1 2000 OK\r\n\r\n', 'HTTP/2 200 OK\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n']) {
+  for (const bad of ['HTTP/1.1 2000 OK\r\n\r\n', 'HTTP/2 200 OK\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n', 'HTTP/1.1 099 X\r\n\r\n', 'HTTP/1.1 200 O\x00K\r\n\r\n', 'HTTP/1.2 200 OK\r\n\r\n', 'HTTP/1.1 200 OK\r\nX\r\n\r\n']) {
     assert.throws(() => parseResponseHead(b(bad), 'GET', 65536), JSON.stringify(bad));
   }
 });

@@ -15,6 +15,8 @@ import { createMemoryStore } from '../../store/memory';
 import { keys } from '../../store/keys';
 import type { EndpointRecord } from '../../store/records';
 import { eventually } from '../helpers/lab';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { createMetrics } from '../../sidecar/metrics';
 
 /** A small seeded generator (mulberry32): no unseeded randomness in tests. */
 function seeded(seed: number): () => number {
@@ -160,4 +162,36 @@ test('the store endpoint source lists, then follows puts and deletes', async () 
     await src.stop();
     await store.close();
   }
+});
+
+test('request metrics updated in place expose exactly what prom-client\'s own inc/observe would, across a reset', async () => {
+  const m = createMetrics({ workload: 'web', namespace: 'shop' }, { defaultMetrics: false });
+  const ref = new Registry();
+  const names = ['direction', 'source_workload', 'source_namespace', 'destination_service', 'destination_subset', 'route', 'response_code'];
+  const c = new Counter({ name: 'meshwork_requests_total', help: 'HTTP requests handled by the sidecar, by outcome.', labelNames: names, registers: [ref] });
+  const h = new Histogram({ name: 'meshwork_request_duration_seconds', help: 'Time from request received to response headers sent.', labelNames: names, registers: [ref], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+  const samples: [string, string, string, number, number][] = [['reviews', 'v1', 'r0', 200, 0.0003], ['reviews', 'v1', 'r0', 200, 0.02], ['reviews', 'v2', 'r0', 503, 42], ['reviews', 'v1', 'r0', 200, 0.001], ['ratings', '', '', 200, 0.5]];
+  const play = () => {
+    for (const [svc, subset, route, code, s] of samples) {
+      m.requestSeries('outbound', svc, subset, route, code).record(s);
+      const l = { direction: 'outbound', source_workload: 'web', source_namespace: 'shop', destination_service: svc, destination_subset: subset, route, response_code: String(code) };
+      c.inc(l);
+      h.observe(l, s);
+    }
+  };
+  const text = async (r: Registry) => (await r.metrics()).split('\n').filter((x) => x.startsWith('meshwork_request')).sort().join('\n');
+  play();
+  assert.match(await text(m.registry), /meshwork_requests_total\{[^}]*destination_subset="v1"[^}]*response_code="200"\} 3/);
+  assert.equal(await text(m.registry), await text(ref));
+  // The old entry point counts into the same series.
+  m.request({ direction: 'outbound', destination_service: 'ratings', destination_subset: '', route: '', response_code: '200' }, 0.5);
+  c.inc({ direction: 'outbound', source_workload: 'web', source_namespace: 'shop', destination_service: 'ratings', destination_subset: '', route: '', response_code: '200' });
+  h.observe({ direction: 'outbound', source_workload: 'web', source_namespace: 'shop', destination_service: 'ratings', destination_subset: '', route: '', response_code: '200' }, 0.5);
+  assert.equal(await text(m.registry), await text(ref));
+  // A reset drops the stored cells: later requests must register their series again, not update dropped ones.
+  m.registry.resetMetrics();
+  ref.resetMetrics();
+  play();
+  assert.equal(await text(m.registry), await text(ref));
+  assert.match(await text(m.registry), /meshwork_request_duration_seconds_count\{[^}]*destination_subset="v2"[^}]*\} 1/);
 });
