@@ -55,6 +55,8 @@ export function validateCanarySpec(spec: CanarySpec): void {
   if (!(spec.intervalMs > 0)) bad(`intervalMs is ${spec.intervalMs}, expected > 0`);
   if (!(spec.minSuccessRatePercent >= 0 && spec.minSuccessRatePercent <= 100)) bad(`minSuccessRatePercent is ${spec.minSuccessRatePercent}, expected 0..100`);
   if (!(spec.maxP99LatencyMs > 0)) bad(`maxP99LatencyMs is ${spec.maxP99LatencyMs}, expected > 0`);
+  if (spec.maxSuccessRateDropPercent !== undefined && !(spec.maxSuccessRateDropPercent >= 0 && spec.maxSuccessRateDropPercent <= 100)) bad(`maxSuccessRateDropPercent is ${spec.maxSuccessRateDropPercent}, expected 0..100`);
+  if (spec.maxP99LatencyRatio !== undefined && !(spec.maxP99LatencyRatio >= 1)) bad(`maxP99LatencyRatio is ${spec.maxP99LatencyRatio}, expected >= 1`);
 }
 
 export interface DecideInput {
@@ -93,6 +95,18 @@ export function decide(input: DecideInput): Decision {
   }
   if (canary.p99Ms !== null && canary.p99Ms > spec.maxP99LatencyMs) {
     return d('rollback', 0, 'RolledBack', `p99 of ${spec.subset} ${ms(canary.p99Ms)} > ${spec.maxP99LatencyMs}ms ${vs('p99Ms')}`);
+  }
+  // Relative to the stable subset over the same interval, when the policy asks and the stable side has data.
+  if (spec.maxSuccessRateDropPercent !== undefined && canary.requests > 0 && canary.successRatePercent !== null
+    && stable.requests > 0 && stable.successRatePercent !== null
+    && canary.successRatePercent < stable.successRatePercent - spec.maxSuccessRateDropPercent) {
+    return d('rollback', 0, 'RolledBack',
+      `success rate of ${spec.subset} ${pct(canary.successRatePercent)} trails ${vs('successRatePercent')} by more than ${spec.maxSuccessRateDropPercent} points`);
+  }
+  if (spec.maxP99LatencyRatio !== undefined && canary.p99Ms !== null && stable.p99Ms !== null && stable.p99Ms > 0
+    && canary.p99Ms > stable.p99Ms * spec.maxP99LatencyRatio) {
+    return d('rollback', 0, 'RolledBack',
+      `p99 of ${spec.subset} ${ms(canary.p99Ms)} is more than ${spec.maxP99LatencyRatio}x ${vs('p99Ms')}`);
   }
   if (!analysis.complete) {
     return d('hold', weight, 'Progressing', `metrics incomplete (${analysis.missing ?? 'a target failed'}); not promoting on partial data`);

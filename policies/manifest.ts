@@ -80,6 +80,7 @@ function trafficPolicySpec(s: M.TrafficPolicySpec): Obj {
     canary: c && prune({
       subset: c.subset, stableSubset: c.stableSubset, route: c.route, steps: [...c.steps],
       interval: d(c.intervalMs), minSuccessRate: c.minSuccessRatePercent, maxP99Latency: d(c.maxP99LatencyMs),
+      maxSuccessRateDrop: c.maxSuccessRateDropPercent, maxP99LatencyRatio: c.maxP99LatencyRatio,
     }),
   });
 }

@@ -127,6 +127,10 @@ export interface CanarySpec {
   intervalMs: number;
   minSuccessRatePercent: number;
   maxP99LatencyMs: number;
+  /** Compared with the stable subset over the same interval: how many points the canary's success rate may trail it. */
+  maxSuccessRateDropPercent?: number;
+  /** Compared with the stable subset: the canary's p99 may be at most this multiple of the stable p99. */
+  maxP99LatencyRatio?: number;
   /** Route whose split the controller drives; the first route when omitted. */
   route?: string;
 }

@@ -219,6 +219,9 @@ export const canary = obj({
   interval: duration.optional(),
   minSuccessRate: percentage.optional(),
   maxP99Latency: duration.optional(),
+  maxSuccessRateDrop: percentage.optional(),
+  maxP99LatencyRatio: z.number({ error: 'expected a number above 1 (e.g. 1.5: p99 at most 1.5 times the stable p99)' })
+    .min(1, { error: 'must be at least 1 (a canary is never required to beat the stable subset)' }).optional(),
   route: dnsLabel.optional(),
 }).transform((c): M.CanarySpec => prune({
   subset: c.subset,
@@ -227,6 +230,8 @@ export const canary = obj({
   intervalMs: c.interval ?? 60_000,
   minSuccessRatePercent: c.minSuccessRate ?? 99,
   maxP99LatencyMs: c.maxP99Latency ?? 500,
+  maxSuccessRateDropPercent: c.maxSuccessRateDrop,
+  maxP99LatencyRatio: c.maxP99LatencyRatio,
   route: c.route,
 }));
 

@@ -83,7 +83,7 @@ spec:
     - {name: canary, labels: {track: canary}}
   routes:
     - {name: main, backends: [{subset: stable, weight: 100}, {subset: canary, weight: 0}]}
-  canary: {subset: canary, stableSubset: stable, route: main, steps: [5, 50, 100], interval: 30s, minSuccessRate: 99.5, maxP99Latency: 250ms}
+  canary: {subset: canary, stableSubset: stable, route: main, steps: [5, 50, 100], interval: 30s, minSuccessRate: 99.5, maxP99Latency: 250ms, maxSuccessRateDrop: 0.5, maxP99LatencyRatio: 1.5}
 `)) },
   { name: 'canary defaults', yaml: withService(policy(`  subsets:
     - {name: stable, labels: {track: stable}}
@@ -100,7 +100,7 @@ maxRequestsPerConnection errorThresholdPercentage volumeThreshold rollingCountTi
 consecutiveGatewayErrors intervalMs baseEjectionTimeMs maxEjectionPercent attempts perTryTimeoutMs retryOn budgetPercent
 minRetriesPerSecond delay abort fixedDelayMs percentage httpStatus exact prefix regex path method headers subset weight
 matches backends mirror timeoutMs retries fault service subsets connectionPool circuitBreaker outlierDetection routes canary
-stableSubset steps minSuccessRatePercent maxP99LatencyMs route`.split(/\s+/);
+stableSubset steps minSuccessRatePercent maxP99LatencyMs maxSuccessRateDropPercent maxP99LatencyRatio route`.split(/\s+/);
 
 function collectKeys(v: unknown, into: Set<string>): void {
   if (Array.isArray(v)) v.forEach((x) => collectKeys(x, into));

@@ -30,6 +30,22 @@ const table: Array<{ name: string; phase?: Phase; weight: number; analysis?: Ana
   { name: 'a succeeded rollout does nothing', phase: 'Succeeded', weight: 100, analysis: an(stats(100, 50, 900)), action: 'none', to: 100, phaseAfter: 'Succeeded', reason: /Succeeded/ },
 ];
 
+const relative: CanarySpec = { ...spec, maxSuccessRateDropPercent: 0.5, maxP99LatencyRatio: 2 };
+const vsStable = (canary: TrafficStats, stable: TrafficStats): Analysis => ({ canary, stable, complete: true });
+for (const [name, analysis, action, reason] of [
+  ['a canary trailing the stable success rate by more than the allowed drop rolls back', vsStable(stats(1000, 9, 40), stats(1000, 0, 35)), 'rollback', /99.1% trails \(stable v1: 100%\) by more than 0.5 points/],
+  ['the same success rate passes when the stable subset fails as much', vsStable(stats(1000, 9, 40), stats(1000, 8, 35)), 'promote', /healthy/],
+  ['a p99 above the allowed multiple of the stable p99 rolls back', vsStable(stats(100, 0, 90), stats(900, 0, 40)), 'rollback', /90ms is more than 2x \(stable v1: 40ms\)/],
+  ['a p99 within the multiple passes', vsStable(stats(100, 0, 80), stats(900, 0, 40)), 'promote', /healthy/],
+  ['no stable data: only the absolute thresholds apply', vsStable(stats(100, 0, 80), stats(0, 0, null)), 'promote', /healthy/],
+] as Array<[string, Analysis, string, RegExp]>) {
+  test(`decide relative to stable: ${name}`, () => {
+    const d = decide({ spec: { ...relative, minSuccessRatePercent: 99 }, phase: 'Progressing', weight: 25, analysis });
+    assert.equal(d.action, action);
+    assert.match(d.reason, reason);
+  });
+}
+
 for (const row of table) {
   test(`decide: ${row.name}`, () => {
     const d = decide({ spec, phase: row.phase ?? 'Progressing', weight: row.weight, analysis: row.analysis, minRequests: row.minRequests });
