@@ -18,7 +18,8 @@ import {
   linkSetMaster, linkSetPromisc, linkSetUp, type Link,
 } from '../netlink/link';
 import { addrAdd, addrList } from '../netlink/addr';
-import { routeList, routeReplace } from '../netlink/route';
+import { configureContainerLink } from './container-link';
+import { routeList } from '../netlink/route';
 import { formatIp, networkOf, parseCidr, parseIp } from '../netlink/ip';
 import { MESHWORK_BRIDGE_GROUP, deleteScript, replaceScript, tableName } from '../nft/rules';
 import { nftApply, nftTableExists } from '../nft/apply';
@@ -216,20 +217,6 @@ function plan(ipam: IpamResult, cfg: BridgeConfig): Plan {
   return { ips, routes };
 }
 
-/** Programs the container side: link up, addresses, routes (each route via the gateway of its family when none is given). */
-async function configurePod(pod: Netlink, ifname: string, p: Plan): Promise<Link> {
-  const link = await linkByName(pod, ifname);
-  if (!link) throw new MeshworkError('ELINK', `interface ${ifname} missing in the container right after creation`);
-  await linkSetUp(pod, link.index);
-  for (const ip of p.ips) await addrAdd(pod, link.index, ip.address, { noDad: true });
-  for (const r of p.routes) {
-    const fam = parseCidr(r.dst).family;
-    const gw = r.gw ?? p.ips.find((i) => i.family === fam && i.gateway)?.gateway;
-    await routeReplace(pod, { dst: r.dst, gw, oif: link.index });
-  }
-  return link;
-}
-
 /** A host port of `wanted` already published by another attachment of the network. */
 function publishedPortClash(recs: AttachmentRecord[], wanted: AttachmentRecord['portMappings']): string | undefined {
   for (const w of wanted) {
@@ -309,7 +296,7 @@ async function add(ctx: AttachmentContext, cfg: BridgeConfig): Promise<Result> {
       if (cfg.hairpinMode) await linkSetBridgePort(host, hv.index, { hairpin: true });
       await linkSetUp(host, hv.index);
 
-      const podLink = await withNetlink(netns, (pod) => configurePod(pod, ctx.ifname, p));
+      const podLink = await withNetlink(netns, (pod) => configureContainerLink(pod, ctx.ifname, p));
 
       if (cfg.isGateway) {
         for (const ip of p.ips) {

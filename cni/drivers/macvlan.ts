@@ -13,10 +13,11 @@ import * as fs from 'node:fs';
 import { transaction, type AttachmentContext, type BaseContext, type Driver, type GcContext } from './driver';
 import { field, show } from '../config';
 import { CniCode, CniError, ConfigError, type NetConf, type Result, type ResultRoute } from '../types';
-import { withNetlink, netnsFd, ExistsError, NotFoundError, type Netlink } from '../netlink/socket';
-import { linkByName, linkDel, linkSetUp } from '../netlink/link';
-import { addrAdd, addrList } from '../netlink/addr';
-import { routeList, routeReplace } from '../netlink/route';
+import { withNetlink, netnsFd, ExistsError, NotFoundError } from '../netlink/socket';
+import { linkByName, linkDel } from '../netlink/link';
+import { addrList } from '../netlink/addr';
+import { configureContainerLink, type ContainerAddressing } from './container-link';
+import { routeList } from '../netlink/route';
 import { formatIp, networkOf, parseCidr, parseIp } from '../netlink/ip';
 import { macvlanAdd, macvlanModeOf, MACVLAN_MODES, type MacvlanMode } from '../netlink/macvlan';
 import { MeshworkError } from '../../lib/errors';
@@ -53,7 +54,7 @@ function requireNetns(netns: string | undefined, code: number): string {
   return netns;
 }
 
-interface Addressing { ips: Array<{ address: string; gateway?: string; family: 4 | 6 }>; routes: ResultRoute[] }
+type Addressing = ContainerAddressing & { routes: ResultRoute[] };
 
 function addressing(r: IpamResult): Addressing {
   const ips = r.ips.map((ip, i) => {
@@ -66,19 +67,6 @@ function addressing(r: IpamResult): Addressing {
     return x.gw ? { dst: `${formatIp(d)}/${d.prefix}`, gw: x.gw } : { dst: `${formatIp(d)}/${d.prefix}` };
   });
   return { ips, routes };
-}
-
-async function configure(pod: Netlink, ifname: string, a: Addressing): Promise<{ mac?: string; mtu?: number }> {
-  const l = await linkByName(pod, ifname);
-  if (!l) throw new MeshworkError('ELINK', `interface ${ifname} missing in the container right after creation`);
-  await linkSetUp(pod, l.index);
-  for (const ip of a.ips) await addrAdd(pod, l.index, ip.address, { noDad: true });
-  for (const r of a.routes) {
-    const fam = parseCidr(r.dst).family;
-    const gw = r.gw ?? a.ips.find((i) => i.family === fam && i.gateway)?.gateway;
-    await routeReplace(pod, { dst: r.dst, gw, oif: l.index });
-  }
-  return { mac: l.mac, mtu: l.mtu };
 }
 
 async function add(ctx: AttachmentContext, cfg: MacvlanConfig): Promise<Result> {
@@ -115,7 +103,7 @@ async function add(ctx: AttachmentContext, cfg: MacvlanConfig): Promise<Result> 
       if (l) await linkDel(pod, l.index);
     }));
 
-    const link = await withNetlink(netns, (pod) => configure(pod, ctx.ifname, a));
+    const link = await withNetlink(netns, async (pod) => { const l = await configureContainerLink(pod, ctx.ifname, a); return { mac: l.mac, mtu: l.mtu }; });
     const v11 = ctx.version === '1.1.0';
     return {
       interfaces: [{ name: ctx.ifname, mac: link.mac, sandbox: netns, ...(v11 && link.mtu ? { mtu: link.mtu } : {}) }],

@@ -8,22 +8,12 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { buildTestQuery } from './client';
 import { TYPE } from '../../dns/wire';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from '../helpers/seeded';
 
 async function main(): Promise<void> {
   const [host, portS, udpS, tcpS, seedS] = process.argv.slice(2);
   const port = Number(portS);
-  const rand = rng(Number(seedS));
+  const rand = seeded(Number(seedS));
   const int = (n: number) => Math.floor(rand() * n);
   const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
   const valid = [buildTestQuery('web.team-a.svc.cluster.local', TYPE.A), buildTestQuery('x.example.test', TYPE.TXT, { edns: false }), buildTestQuery('db.team-a.svc.cluster.local', TYPE.SRV)];

@@ -17,18 +17,7 @@ import type { EndpointRecord } from '../../store/records';
 import { eventually } from '../helpers/lab';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { createMetrics } from '../../sidecar/metrics';
-
-/** A small seeded generator (mulberry32): no unseeded randomness in tests. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from '../helpers/seeded';
 
 const eps = (n: number, weights: number[] = []) => Array.from({ length: n }, (_, i) => new Endpoint(`10.0.0.${i + 1}`, 80, {}, weights[i] ?? 1, `p${i}`));
 const count = (picks: Array<Endpoint | undefined>) => {

@@ -5,6 +5,7 @@ import { buildVipTable, parseVipEndpoint, parseVipService, VipRecordError, type 
 import { deleteScript, objectsOf, renderPatch, renderScript, safeComment, svcChain, DEFAULT_MASQ_MARK } from '../../agent/service-vips-render';
 import { staleUdpFlows } from '../../agent/service-vips-conntrack';
 import { Lab, isRoot, NEEDS_ROOT } from '../helpers/lab';
+import { seeded } from '../helpers/seeded';
 
 const K = '/meshwork/policies/Service/prod/web';
 const doc = (spec: Record<string, unknown>, meta: Record<string, unknown> = { name: 'web', namespace: 'prod', labels: {} }) =>
@@ -119,16 +120,6 @@ test('render: nft loads the program (in a throwaway namespace)', { skip: !isRoot
   }
 });
 
-/** A small seeded PRNG (mulberry32): the same transitions on every run. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** `nft list table` text with blocks and set elements sorted: two equal tables compare equal whatever their history. */
 function normalise(listing: string): string {
   const body = listing.trim().replace(/\}$/, '').replace(/elements = \{([^}]*)\}/g, (_, els: string) => `elements = { ${els.split(',').map((x) => x.trim()).filter(Boolean).sort().join(', ')} }`);
@@ -142,7 +133,7 @@ test('render: a partial sync leaves the kernel exactly as a full sync would', { 
     const inc = lab.netns('inc');
     const fresh = lab.netns('fresh');
     const o = { table: 'meshwork-svc', masqueradeMark: DEFAULT_MASQ_MARK, sameLinkMasquerade: true };
-    const random = rng(42);
+    const random = seeded(42);
     const pool = Array.from({ length: 8 }, (_, i) => [`10.1.0.${i + 2}`, `fd00::${i + 2}`]);
     const randomTable = () => {
       const services = Array.from({ length: 1 + Math.floor(random() * 6) }, (_, i) =>
