@@ -19,35 +19,40 @@ class FailedResponse extends Error {
   constructor(readonly res: IncomingMessage) { super(`status ${res.statusCode}`); }
 }
 
-interface Entry { breaker: CircuitBreaker<[Thunk], IncomingMessage>; specKey: string; ep: Endpoint; service: string }
+interface Entry {
+  breaker: CircuitBreaker<[Thunk], IncomingMessage>;
+  /** The spec object the breaker was built for: the same object means no rebuild, without comparing fields. */
+  spec: BreakerSpec;
+  specKey: string;
+  ep: Endpoint;
+  service: string;
+  /** Maps what the breaker rejects with to what the stack expects (built once per entry, not per request). */
+  settle: (err: unknown) => IncomingMessage;
+}
+
+/** The breaker's action: a 5xx response goes down opossum's failure path. */
+const guarded = (attempt: Thunk): Promise<IncomingMessage> => attempt().then(failOn5xx);
+const failOn5xx = (res: IncomingMessage): IncomingMessage | Promise<never> => (res.statusCode! >= 500 ? Promise.reject(new FailedResponse(res)) : res);
 
 export class BreakerSet {
   private readonly entries = new Map<string, Entry>();
   constructor(private readonly metrics?: SidecarMetrics) {}
 
   /** Runs `attempt` through the endpoint's breaker (created or re-created for `spec`). */
-  async run(service: string, ep: Endpoint, spec: BreakerSpec, attempt: Thunk): Promise<IncomingMessage> {
+  run(service: string, ep: Endpoint, spec: BreakerSpec, attempt: Thunk): Promise<IncomingMessage> {
     const e = this.entry(service, ep, spec);
     if (ep.gate === 'half-open') ep.probeTaken = true;
-    try {
-      return await e.breaker.fire(async () => {
-        const res = await attempt();
-        if (res.statusCode! >= 500) throw new FailedResponse(res);
-        return res;
-      });
-    } catch (err) {
-      if (err instanceof FailedResponse) return err.res;
-      if ((err as { code?: string }).code === 'EOPENBREAKER') throw new BreakerOpenError(ep.key);
-      throw err;
-    }
+    return e.breaker.fire(attempt).then(undefined, e.settle);
   }
 
   private entry(service: string, ep: Endpoint, spec: BreakerSpec): Entry {
-    const specKey = `${spec.errorThresholdPercentage}/${spec.volumeThreshold}/${spec.rollingCountTimeoutMs}/${spec.resetTimeoutMs}`;
     const known = this.entries.get(ep.key);
-    if (known && known.specKey === specKey && known.ep === ep) return known;
+    if (known && known.spec === spec && known.ep === ep) return known;
+    const specKey = `${spec.errorThresholdPercentage}/${spec.volumeThreshold}/${spec.rollingCountTimeoutMs}/${spec.resetTimeoutMs}`;
+    // A reloaded policy with the same numbers keeps the breaker (and its state).
+    if (known && known.specKey === specKey && known.ep === ep) { known.spec = spec; return known; }
     if (known) known.breaker.shutdown();
-    const breaker = new CircuitBreaker<[Thunk], IncomingMessage>((t: Thunk) => t(), {
+    const breaker = new CircuitBreaker<[Thunk], IncomingMessage>(guarded, {
       timeout: false,
       errorThresholdPercentage: spec.errorThresholdPercentage,
       volumeThreshold: spec.volumeThreshold,
@@ -69,7 +74,12 @@ export class BreakerSet {
     breaker.on('close', () => set('closed', 0));
     ep.gate = 'closed';
     this.metrics?.breakerState(service, ep.key, 0);
-    const entry = { breaker, specKey, ep, service };
+    const settle = (err: unknown): IncomingMessage => {
+      if (err instanceof FailedResponse) return err.res;
+      if ((err as { code?: string }).code === 'EOPENBREAKER') throw new BreakerOpenError(ep.key);
+      throw err;
+    };
+    const entry: Entry = { breaker, spec, specKey, ep, service, settle };
     this.entries.set(ep.key, entry);
     return entry;
   }

@@ -15,7 +15,13 @@ export class Endpoint {
   gate: GateState = 'closed';
   /** Set by the breaker when half-open: one probe may pass. */
   probeTaken = false;
+  /**
+   * End of the outlier ejection (ms, on the detector's clock), 0 when in
+   * service. Only the outlier sweep puts it back to 0, so the endpoint stays
+   * out until the first sweep after this time.
+   */
   ejectedUntil = 0;
+  /** Outlier ejection multiplier: raised by each ejection, lowered by each sweep interval in service. */
   ejections = 0;
   consecutive5xx = 0;
   consecutiveGateway = 0;
@@ -33,13 +39,14 @@ export class Endpoint {
 
   /** Whether a balancer may pick this endpoint now. */
   available(now: number): boolean {
-    if (this.ejectedUntil > now) return false;
+    if (this.ejectedUntil !== 0) return false;
     if (this.gate === 'open') return false;
     if (this.gate === 'half-open') return !this.probeTaken;
     return true;
   }
 
-  ejected(now: number): boolean { return this.ejectedUntil > now; }
+  /** The sweep, not the clock, ends an ejection; `now` stays accepted so callers need not change. */
+  ejected(_now?: number): boolean { return this.ejectedUntil !== 0; }
 
   observeLatency(ms: number, decayMs: number, now: number): void {
     if (this.ewmaAt === 0) { this.ewmaMs = ms; this.ewmaAt = now; return; }

@@ -18,6 +18,7 @@ import { createMetrics, type Direction, type SidecarMetrics } from './metrics';
 import { OutlierDetector } from './outlier';
 import type { SnapshotSource } from './sources';
 import { createStack } from './stack';
+import { Deadlines } from './deadlines';
 import { proxyTcp } from './tcp';
 import { createAdmin } from './admin';
 import { createFastEdge, type FastEdge } from './fast';
@@ -92,18 +93,29 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
     ready = true;
   }
 
+  // The last answer, reused while the table and the question are the same: most connections
+  // ask for one service again and again, and comparing two short strings beats lower-casing,
+  // concatenating and hashing them on every request.
+  let memo: { t: RoutingTable; host: string; port: number | undefined; up: Upstream } | undefined;
+
   function resolveOutbound(host: string | undefined, dst: Destination | undefined): Upstream | undefined {
     const t = current;
     if (!t) return undefined;
     if (host) {
-      const i = host.lastIndexOf(':');
-      const hasPort = i > 0 && !host.endsWith(']');
-      const name = (hasPort ? host.slice(0, i) : host).toLowerCase();
-      const port = hasPort ? host.slice(i + 1) : String(dst?.port ?? 80);
-      const up = t.byHost.get(`${name}:${port}`);
-      if (up) return up;
+      const m = memo;
+      if (m !== undefined && m.t === t && m.host === host && m.port === dst?.port) return m.up;
+      const up = lookupHost(t, host, dst);
+      if (up) { memo = { t, host, port: dst?.port, up }; return up; }
     }
     return dst ? t.byAddress.get(`${dst.address}:${dst.port}`) : undefined;
+  }
+
+  function lookupHost(t: RoutingTable, host: string, dst: Destination | undefined): Upstream | undefined {
+    const i = host.lastIndexOf(':');
+    const hasPort = i > 0 && !host.endsWith(']');
+    const name = (hasPort ? host.slice(0, i) : host).toLowerCase();
+    const port = hasPort ? host.slice(i + 1) : String(dst?.port ?? 80);
+    return t.byHost.get(`${name}:${port}`);
   }
 
   /** Inbound traffic goes to the application on loopback at the port it was sent to. */
@@ -122,9 +134,10 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
   function makeListener(direction: Direction, port: number): { server: net.Server; http: http.Server } {
     const resolve = direction === 'outbound' ? resolveOutbound : resolveInbound;
     const a = direction === 'outbound' ? agent : localAgent;
-    const pool = new UpstreamPool();
+    const deadlines = new Deadlines();
+    const pool = new UpstreamPool({ deadlines });
     pools.push(pool);
-    const stack = createStack({ agent: a, pool, breakers, outliers, random, now, metrics, direction });
+    const stack = createStack({ agent: a, pool, breakers, outliers, random, now, metrics, direction, deadlines });
     const passthrough = (dst: Destination) => (direction === 'inbound' ? { address: '127.0.0.1', port: dst.port } : dst);
     const maxBufferedBody = opts.maxBufferedBody ?? 64 * 1024;
     const edge = createHttpEdge({ direction, stack, agent: a, metrics, resolve, now, random, passthrough, maxBufferedBody });

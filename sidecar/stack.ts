@@ -18,6 +18,7 @@ import { createForward, sendTo } from './forward';
 import type { UpstreamPool } from './upstream';
 import type { Direction, SidecarMetrics } from './metrics';
 import { OutlierDetector } from './outlier';
+import type { Deadlines } from './deadlines';
 
 export interface StackDeps {
   agent: Agent;
@@ -29,11 +30,13 @@ export interface StackDeps {
   now: () => number;
   metrics?: SidecarMetrics;
   direction: Direction;
+  /** Shared deadline lists for the overall timeout (no Node timer per request). */
+  deadlines: Deadlines;
 }
 
 export function createStack(deps: StackDeps): Handler {
   return compose([
-    routeLayer(), faultLayer(deps), timeoutLayer(), mirrorLayer(deps), splitLayer(deps),
+    routeLayer(), faultLayer(deps), timeoutLayer(deps), mirrorLayer(deps), splitLayer(deps),
     poolLayer(deps), retryLayer(deps), balanceLayer(deps), breakerLayer(deps), outlierLayer(deps),
   ], createForward(deps.agent, deps.pool));
 }
@@ -91,20 +94,20 @@ function faultLayer(deps: StackDeps): Layer {
 type Fault = NonNullable<Upstream['policy']['fault']>;
 
 // ---- timeout: the whole request, all tries included, up to response headers.
-function timeoutLayer(): Layer {
+function timeoutLayer(deps: StackDeps): Layer {
   return (next) => (ctx) => {
     const ms = ctx.route!.spec.timeoutMs ?? ctx.upstream.policy.timeoutMs;
     if (!ms) return next(ctx);
     return new Promise<UpstreamResponse>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const deadline = deps.deadlines.add(ms, () => {
         ctx.expired = true;
         ctx.cancel?.();
         reject(new RequestTimeoutError(ctx.upstream.name, ms));
-      }, ms);
-      next(ctx).then((res) => {
-        clearTimeout(timer);
+      });
+      attempt(next, ctx).then((res) => {
+        deps.deadlines.cancel(deadline);
         if (ctx.expired) res.resume(); else resolve(res);
-      }, (err) => { clearTimeout(timer); reject(err); });
+      }, (err) => { deps.deadlines.cancel(deadline); reject(err); });
     });
   };
 }
@@ -190,33 +193,56 @@ function attempt(next: Handler, ctx: RequestCtx): Promise<UpstreamResponse> {
 
 // ---- retry: another attempt, to another endpoint when one exists, on the configured conditions, within budget.
 function retryLayer(deps: StackDeps): Layer {
-  return (next) => async (ctx) => {
+  return (next) => (ctx) => {
     const policy = ctx.route!.spec.retries ?? ctx.upstream.policy.retries;
-    const st = ctx.upstream.state;
     if (!policy || policy.attempts <= 0 || !ctx.body) return next(ctx);
     ctx.perTryTimeoutMs = policy.perTryTimeoutMs;
-    st.inflight++;
-    let retrying = false;
-    try {
-      for (let attempt = 0; ; attempt++) {
-        let reason: string | undefined;
-        try {
-          const res = await next(ctx);
-          reason = statusReason(res.statusCode!, policy.retryOn);
-          if (!reason || attempt >= policy.attempts || ctx.expired || !budgetAllows(st, policy, deps.now())) return res;
-          res.resume();
-        } catch (err) {
-          reason = errorReason(err, policy.retryOn);
-          if (!reason || attempt >= policy.attempts || ctx.expired || !budgetAllows(st, policy, deps.now())) throw err;
-        }
-        deps.metrics?.retry(deps.direction, ctx.upstream.name, reason);
-        if (!retrying) { retrying = true; st.retriesInflight++; }
-      }
-    } finally {
-      st.inflight--;
-      if (retrying) st.retriesInflight--;
-    }
+    return new Tries(deps, next, ctx, policy).run();
   };
+}
+
+/** One request's attempts. A promise chain, not an async loop: the first try's success costs one `then`. */
+class Tries {
+  private n = 0;
+  private retrying = false;
+  private readonly st: Upstream['state'];
+
+  constructor(private readonly deps: StackDeps, private readonly next: Handler, private readonly ctx: RequestCtx, private readonly policy: RetryPolicy) {
+    this.st = ctx.upstream.state;
+    this.st.inflight++;
+  }
+
+  run(): Promise<UpstreamResponse> { return attempt(this.next, this.ctx).then(this.onResponse, this.onError); }
+
+  private readonly onResponse = (res: UpstreamResponse): UpstreamResponse | Promise<UpstreamResponse> => {
+    const reason = statusReason(res.statusCode!, this.policy.retryOn);
+    if (!reason || this.last()) { this.done(); return res; }
+    res.resume();
+    return this.again(reason);
+  };
+
+  private readonly onError = (err: unknown): Promise<UpstreamResponse> => {
+    const reason = errorReason(err, this.policy.retryOn);
+    if (!reason || this.last()) { this.done(); throw err; }
+    return this.again(reason);
+  };
+
+  /** No further try: out of attempts, out of time, or over the retry budget. */
+  private last(): boolean {
+    return this.n >= this.policy.attempts || !!this.ctx.expired || !budgetAllows(this.st, this.policy, this.deps.now());
+  }
+
+  private again(reason: string): Promise<UpstreamResponse> {
+    this.deps.metrics?.retry(this.deps.direction, this.ctx.upstream.name, reason);
+    if (!this.retrying) { this.retrying = true; this.st.retriesInflight++; }
+    this.n++;
+    return this.run();
+  }
+
+  private done(): void {
+    this.st.inflight--;
+    if (this.retrying) this.st.retriesInflight--;
+  }
 }
 
 function statusReason(status: number, on: RetryOn[]): string | undefined {
@@ -252,10 +278,13 @@ function balanceLayer(deps: StackDeps): Layer {
     try {
       const subset = ctx.subset!;
       const now = deps.now();
-      const picked = subset.balancer.pick({ now, exclude: ctx.tried, hashKey: hashKeyOf(ctx) });
+      // The set of tried endpoints exists only from the second attempt on.
+      let tried = ctx.tried;
+      if (!tried && ctx.endpoint) tried = ctx.tried = new Set([ctx.endpoint]);
+      const picked = subset.balancer.pick({ now, exclude: tried, hashKey: hashKeyOf(ctx) });
       if (!picked) return Promise.reject(new NoHealthyUpstreamError(ctx.upstream.name, subset.name));
       ctx.endpoint = picked;
-      (ctx.tried ??= new Set()).add(picked);
+      tried?.add(picked);
       picked.inflight++;
       const lb = subset.lb;
       return attempt(next, ctx).then((res) => {
@@ -296,7 +325,7 @@ function breakerLayer(deps: StackDeps): Layer {
   };
 }
 
-// ---- outlier: consecutive 5xx / gateway errors eject the endpoint for a growing time.
+// ---- outlier: consecutive 5xx / gateway errors eject the endpoint (for longer each time, decaying while healthy).
 function outlierLayer(deps: StackDeps): Layer {
   return (next) => (ctx) => {
     const spec = ctx.upstream.policy.outlierDetection;

@@ -8,6 +8,7 @@
 import * as net from 'node:net';
 import { UpstreamError } from './errors';
 import { ChunkedScanner, parseResponseHead, type ResponseHead } from './h1parse';
+import { Deadlines, type Deadline } from './deadlines';
 
 /** Where a response body goes once the edge has written the head. */
 export interface BodySink {
@@ -94,11 +95,13 @@ interface Exchange {
   reject(e: UpstreamError): void;
   method: string;
   label: string;
-  timer: NodeJS.Timeout | undefined;
+  /** Per-try timeout. */
+  timer: Deadline | undefined;
   /** The connection carrying the request now (a stale pooled one may hand it to a fresh one). */
   conn: UpstreamConn;
   head: string;
   body: Buffer | null;
+  key: string;
   address: string;
   port: number;
 }
@@ -151,7 +154,7 @@ class UpstreamConn {
     const ex = this.ex;
     if (ex && this.phase === Phase.Head) {
       this.ex = undefined;
-      if (ex.timer) clearTimeout(ex.timer);
+      this.pool.deadlines.cancel(ex.timer);
       ex.reject(new UpstreamError(kind, ex.label, cause));
     }
     this.destroy();
@@ -188,7 +191,7 @@ class UpstreamConn {
       this.buf = EMPTY;
       const ex = this.ex!;
       this.ex = undefined;
-      if (ex.timer) clearTimeout(ex.timer);
+      this.pool.deadlines.cancel(ex.timer);
       this.framing = head.framing;
       this.remaining = head.contentLength;
       this.reusable = head.reusable;
@@ -263,6 +266,8 @@ class UpstreamConn {
 export interface UpstreamPoolOptions {
   /** Idle sockets kept per endpoint. */
   maxIdlePerEndpoint?: number;
+  /** Where per-try timeouts are kept (shared with the stack's overall timeouts when given). */
+  deadlines?: Deadlines;
 }
 
 /** Keep-alive sockets per endpoint (address:port), most recently used first. */
@@ -270,35 +275,43 @@ export class UpstreamPool {
   private readonly idle = new Map<string, UpstreamConn[]>();
   private readonly all = new Set<UpstreamConn>();
   private readonly maxIdle: number;
+  /** @internal */
+  readonly deadlines: Deadlines;
 
-  constructor(opts: UpstreamPoolOptions = {}) { this.maxIdle = opts.maxIdlePerEndpoint ?? 256; }
+  constructor(opts: UpstreamPoolOptions = {}) {
+    this.maxIdle = opts.maxIdlePerEndpoint ?? 256;
+    this.deadlines = opts.deadlines ?? new Deadlines();
+  }
 
   /**
    * Sends one request (head already serialised) and resolves at the response
-   * head. `timeoutMs` bounds the wait for it; `setCancel` receives the abort.
+   * head. `key` names the endpoint's pool (one per address and port); `timeoutMs`
+   * bounds the wait for the head; `holder.cancel` receives the abort while it lasts.
    */
-  send(address: string, port: number, label: string, method: string, head: string, body: Buffer | null, timeoutMs: number | undefined, setCancel: (c: (() => void) | undefined) => void): Promise<FastResponse> {
-    const key = `${address}\0${port}`;
+  send(address: string, port: number, key: string, method: string, head: string, body: Buffer | null, timeoutMs: number | undefined, holder: { cancel?: () => void }): Promise<FastResponse> {
     const list = this.idle.get(key);
     let conn = list?.pop();
-    while (conn && conn.idleUntil !== 0 && conn.idleUntil <= Date.now()) { conn.destroy(); conn = list!.pop(); }
+    if (conn && conn.idleUntil !== 0) {
+      const now = Date.now();
+      while (conn && conn.idleUntil !== 0 && conn.idleUntil <= now) { conn.destroy(); conn = list!.pop(); }
+    }
     if (conn) conn.reused = true;
     else { conn = new UpstreamConn(this, key, address, port); this.all.add(conn); }
     const first = conn;
     return new Promise<FastResponse>((resolve, reject) => {
       const ex: Exchange = {
-        resolve: (r) => { setCancel(undefined); resolve(r); },
-        reject, method, label, timer: undefined, conn: first, head, body, address, port,
+        resolve: (r) => { holder.cancel = undefined; resolve(r); },
+        reject, method, label: key, timer: undefined, conn: first, head, body, key, address, port,
       };
-      if (timeoutMs) ex.timer = setTimeout(() => ex.conn.fail('timeout', new Error(`no response within ${timeoutMs} ms`)), timeoutMs);
-      setCancel(() => ex.conn.fail('timeout', new Error('request timed out')));
+      if (timeoutMs) ex.timer = this.deadlines.add(timeoutMs, () => ex.conn.fail('timeout', new Error(`no response within ${timeoutMs} ms`)));
+      holder.cancel = () => ex.conn.fail('timeout', new Error('request timed out'));
       first.send(ex, head, body);
     });
   }
 
   /** @internal sends an exchange again on a new connection. */
   fresh(ex: Exchange): void {
-    const conn = new UpstreamConn(this, `${ex.address}\0${ex.port}`, ex.address, ex.port);
+    const conn = new UpstreamConn(this, ex.key, ex.address, ex.port);
     this.all.add(conn);
     conn.send(ex, ex.head, ex.body);
   }
@@ -324,5 +337,6 @@ export class UpstreamPool {
   destroy(): void {
     for (const c of [...this.all]) c.destroy();
     this.idle.clear();
+    this.deadlines.stop();
   }
 }

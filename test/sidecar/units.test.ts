@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createBalancer } from '../../sidecar/balancers';
 import { Endpoint } from '../../sidecar/endpoint';
 import { buildUpstream, ServiceState, defaultPolicy } from '../../sidecar/catalog';
-import { OutlierDetector } from '../../sidecar/outlier';
+import { OutlierDetector, type Every } from '../../sidecar/outlier';
 import { interceptionRules } from '../../sidecar/intercept';
 import { parseEndpoints, storeEndpointSource, SidecarConfigError } from '../../sidecar/sources';
 import { createMemoryStore } from '../../store/memory';
@@ -88,11 +88,26 @@ test('ring hash: a key stays on one endpoint; removing an endpoint moves only it
   for (const n of spread.values()) assert.ok(n > 200 && n < 700, `uneven ring: ${[...spread.values()]}`);
 });
 
+/** A fake `every`: sweeps run only when the test calls `tick`, on the test's clock. */
+function fakeEvery() {
+  const running = new Set<{ ms: number; fn: () => void }>();
+  const every: Every = (ms, fn) => {
+    const t = { ms, fn };
+    running.add(t);
+    return () => { running.delete(t); };
+  };
+  return { every, running, tick: () => { for (const t of [...running]) t.fn(); } };
+}
+
+const outlierUpstream = (name: string, e: Endpoint[]) =>
+  buildUpstream(name, { port: 80, targetPort: 80, protocol: 'TCP' }, defaultPolicy(name), e, new ServiceState(), seeded(1));
+
 test('outlier detection ejects after consecutive errors, for longer each time, never beyond max percent', () => {
   const e = eps(4);
   let now = 1000;
-  const up = buildUpstream('svc.default', { port: 80, targetPort: 80, protocol: 'TCP' }, defaultPolicy('svc.default'), e, new ServiceState(), seeded(1));
-  const od = new OutlierDetector(() => now);
+  const up = outlierUpstream('svc.default', e);
+  const timers = fakeEvery();
+  const od = new OutlierDetector(() => now, undefined, timers.every);
   const spec = { consecutive5xxErrors: 3, intervalMs: 1000, baseEjectionTimeMs: 100, maxEjectionPercent: 50 };
   for (let i = 0; i < 2; i++) od.record(up, e[0], spec, 500);
   assert.equal(e[0].ejected(now), false);
@@ -102,13 +117,92 @@ test('outlier detection ejects after consecutive errors, for longer each time, n
   assert.equal(e[1].ejected(now), true);
   for (let i = 0; i < 3; i++) od.record(up, e[2], spec, 502);
   assert.equal(e[2].ejected(now), false, 'a third ejection would pass 50%');
-  now = 1200;
+  now = 2000;
+  timers.tick();
+  assert.equal(e[0].ejected(now), false, 'the sweep returned it');
   for (let i = 0; i < 3; i++) od.record(up, e[0], spec, 500);
-  assert.equal(e[0].ejectedUntil, 1400, 'second ejection lasts twice as long');
+  assert.equal(e[0].ejectedUntil, 2200, 'second ejection lasts twice as long');
   od.record(up, e[3], spec, 500);
   od.record(up, e[3], spec, 200);
   od.record(up, e[3], spec, 500);
   assert.equal(e[3].consecutive5xx, 1, 'a success resets the count');
+  od.stop();
+});
+
+test('outlier interval: an ejection ends at the first sweep after its time, the multiplier decays per interval in service, the sweep stops when idle', async () => {
+  const e = eps(4);
+  let now = 1000;
+  const up = outlierUpstream('svc.default', e);
+  const timers = fakeEvery();
+  const m = createMetrics({ workload: 'web', namespace: 'shop' }, { defaultMetrics: false });
+  const gauge = async () => (await m.registry.getSingleMetric('meshwork_outlier_ejected')!.get()).values.find((v) => v.labels.endpoint === e[0].key)?.value;
+  const od = new OutlierDetector(() => now, m, timers.every);
+  const spec = { consecutive5xxErrors: 1, intervalMs: 1000, baseEjectionTimeMs: 300, maxEjectionPercent: 100 };
+  for (let i = 0; i < 50; i++) od.record(up, e[0], spec, 200);
+  assert.equal(timers.running.size, 0, 'successes start no timer');
+
+  od.record(up, e[0], spec, 500);
+  assert.deepEqual([e[0].ejectedUntil, e[0].ejections, timers.running.size], [1300, 1, 1]);
+  assert.equal([...timers.running][0].ms, 1000, 'the sweep runs every intervalMs');
+  assert.equal(await gauge(), 1);
+  now = 1500;
+  assert.equal(e[0].available(now), false, 'past its time but not swept: still out');
+  now = 2000;
+  timers.tick();
+  assert.equal(e[0].available(now), true, 'back at the first sweep after its time');
+  assert.equal(await gauge(), 0);
+  assert.equal(e[0].ejections, 1, 'it was out during that interval: no decay yet');
+  now = 3000;
+  timers.tick();
+  assert.deepEqual([e[0].ejections, timers.running.size], [0, 0], 'a whole interval in service takes one off; nothing left, the sweep stops');
+  od.record(up, e[0], spec, 500);
+  assert.deepEqual([e[0].ejectedUntil, timers.running.size], [3300, 1], 'ejected for the base time again');
+
+  // Ejected again as soon as it is back: the multiplier grows, then decays one per clean interval.
+  now = 4000;
+  timers.tick();
+  od.record(up, e[0], spec, 500);
+  assert.deepEqual([e[0].ejectedUntil, e[0].ejections], [4600, 2]);
+  const left: number[] = [];
+  for (now = 5000; now <= 7000; now += 1000) {
+    timers.tick();
+    left.push(e[0].ejections);
+  }
+  assert.deepEqual(left, [2, 1, 0]);
+  assert.equal(timers.running.size, 0);
+
+  // One sweep per service, whatever the number of ejected endpoints; a new interval replaces the timer.
+  od.record(up, e[1], spec, 500);
+  od.record(up, e[2], spec, 500);
+  assert.equal(timers.running.size, 1);
+  od.record(up, e[3], spec, 500);
+  od.record(up, e[0], { ...spec, intervalMs: 500 }, 500);
+  assert.deepEqual([...timers.running].map((t) => t.ms), [500]);
+  od.stop();
+  assert.equal(timers.running.size, 0, 'stop clears the timers');
+  assert.ok(e.every((x) => x.available(now) && x.ejections === 0), 'and returns the endpoints nothing would sweep any more');
+});
+
+test('outlier interval: an endpoint shared by two services is swept by one of them only', () => {
+  const e = eps(2);
+  let now = 1000;
+  const a = outlierUpstream('a.default', e);
+  const b = outlierUpstream('b.default', e);
+  const timers = fakeEvery();
+  const od = new OutlierDetector(() => now, undefined, timers.every);
+  const spec = { consecutive5xxErrors: 1, intervalMs: 1000, baseEjectionTimeMs: 100, maxEjectionPercent: 100 };
+  od.record(a, e[0], spec, 500);
+  now = 2000;
+  timers.tick();
+  od.record(b, e[0], spec, 500);
+  assert.equal(timers.running.size, 1, "a's sweep handed the endpoint over and stopped");
+  assert.equal(e[0].ejections, 2);
+  now = 3000;
+  timers.tick();
+  now = 4000;
+  timers.tick();
+  assert.equal(e[0].ejections, 1, 'decays once per interval, not once per service');
+  od.stop();
 });
 
 test('interception rules redirect TCP and exclude the sidecar, loopback, DNS and listed ports and CIDRs', () => {
