@@ -38,7 +38,7 @@ export interface RequestCtx {
   tried?: Set<Endpoint>;
   /** Per-try timeout of the attempt about to run, ms. */
   perTryTimeoutMs?: number;
-  /** Set when the overall timeout fired: no new attempt starts. */
+  /** Set when the overall timeout fired or the client went away: no new attempt starts. */
   expired?: boolean;
   /** Aborts the attempt in flight (set by forward). */
   cancel?: () => void;

@@ -183,7 +183,8 @@ class ClientConn implements BodySink {
   /** Writes the mapped error response (status and x-meshwork-* header). */
   private fail(err: unknown): number {
     const r = responseFor(err);
-    if (this.closed) return r.status;
+    // Nobody to answer: recorded as response code 0, as Istio's metrics do for a downstream disconnect.
+    if (this.closed) return 0;
     const body = `${err instanceof Error ? err.message : String(err)}\n`;
     if (this.deps.draining()) this.closeAfter = true;
     this.sock.write(`HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? ''}\r\n${r.header}: ${r.reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${this.closeAfter ? 'connection: close\r\n' : ''}\r\n${body}`);
@@ -220,7 +221,8 @@ class ClientConn implements BodySink {
     this.closed = true;
     this.conns.delete(this);
     if (this.headTimer) clearTimeout(this.headTimer);
-    this.ctx?.cancel?.();
+    // The client is gone: abort the attempt in flight and start no other (no retry for nobody).
+    if (this.ctx) { this.ctx.expired = true; this.ctx.cancel?.(); }
     this.res?.abandon();
   }
 }

@@ -46,6 +46,8 @@ export function createHttpEdge(deps: HttpEdgeDeps) {
   function fail(res: ServerResponse, err: unknown): number {
     const r = responseFor(err);
     if (res.headersSent) { res.destroy(); return r.status; }
+    // Nobody to answer: recorded as response code 0, as Istio's metrics do for a downstream disconnect.
+    if (res.destroyed) return 0;
     const body = `${err instanceof Error ? err.message : String(err)}\n`;
     res.writeHead(r.status, { [r.header]: r.reason, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     res.end(body);
@@ -63,7 +65,7 @@ export function createHttpEdge(deps: HttpEdgeDeps) {
     }
     if (!up) return passthrough(req, res, body, info?.dst, start);
     const ctx: RequestCtx = { req, body, upstream: up, sourceIp: info?.sourceIp ?? req.socket.remoteAddress ?? '' };
-    res.once('close', () => { if (!res.writableFinished) ctx.cancel?.(); });
+    res.once('close', () => { if (!res.writableFinished) { ctx.expired = true; ctx.cancel?.(); } });
     let upRes: IncomingMessage;
     try {
       // Requests of this edge carry no fastHead, so forward answers through node:http.

@@ -250,3 +250,23 @@ test('the metrics exposition passes promtool check metrics', { skip: spawnSync('
   } finally { await env.close(); }
 });
 
+
+test('a client that leaves mid-request is not retried for, and is counted with response code 0', async () => {
+  const env = await setup(['v1', 'v1'], {
+    retries: { attempts: 2, perTryTimeoutMs: 5000, retryOn: ['connect-failure', 'reset', '5xx'], budgetPercent: 100, minRetriesPerSecond: 100 },
+  });
+  try {
+    for (const b of env.backends) b.delayMs = 300;
+    // Raw socket: send one request, hang up before the slow answer.
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect(env.port, '127.0.0.1', () => s.write(`GET /gone HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`));
+      s.on('error', reject);
+      setTimeout(() => { s.destroy(); resolve(); }, 100);
+    });
+    await eventually(async () => /response_code="0"\} 1/.test(await metricsText(env.sc)), 5000, 'request counted with code 0');
+    await new Promise((r) => setTimeout(r, 500)); // long enough for a retry to have reached a backend
+    const hits = env.backends.reduce((n, b) => n + b.hits, 0);
+    assert.equal(hits, 1, 'the abandoned request reached one backend once');
+    assert.doesNotMatch(await metricsText(env.sc), /meshwork_retries_total\{/);
+  } finally { await env.close(); }
+});
