@@ -6,7 +6,6 @@
  * SIGTERM/SIGINT: stop accepting, drain, exit.
  */
 import type { Command } from 'commander';
-import { setFlagsFromString } from 'node:v8';
 import { MeshworkError } from '../lib/errors';
 
 const int = (name: string) => (v: string): number => {
@@ -32,12 +31,6 @@ export function register(program: Command): void {
     .option('--headers-timeout-ms <ms>', 'cut clients that take longer to send request headers', int('headers-timeout-ms'), 10000)
     .option('--sniff-timeout-ms <ms>', 'wait this long for a client\'s first bytes before treating it as raw TCP', int('sniff-timeout-ms'), 500)
     .action(async (o) => {
-      // Per-request objects live for about a millisecond, yet V8 may decide from a burst (a
-      // warm-up, a slow upstream) that their allocation sites survive and allocate them in the
-      // old generation from then on: full mark-compacts every second and about a fifth less
-      // throughput, at random from one run to the next. The young generation serves this
-      // allocation pattern best; set before the request path is loaded.
-      setFlagsFromString('--no-allocation-site-pretenuring');
       const { createSidecar } = await import('../sidecar/sidecar');
       const { combinedSource, endpointFileSource, storeEndpointSource } = await import('../sidecar/sources');
       if (!o.store && !(o.policies && o.endpoints)) {

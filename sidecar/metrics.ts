@@ -114,6 +114,8 @@ function createSeriesCache(requests: Counter<string>, duration: Histogram<string
   const byDirection: Record<Direction, Nested<RequestSeries>> = { inbound: new Map(), outbound: new Map() };
   const direct = usable(requests, duration);
   const bounds = (duration as unknown as { upperBounds: number[] }).upperBounds;
+  // Bucket cells are keyed by the bound as a property name: convert each bound once, not per observation.
+  const boundKeys = bounds.map(String);
   const make = (labels: Record<string, string>): RequestSeries => {
     if (!direct) {
       const c = requests.labels(labels);
@@ -144,7 +146,7 @@ function createSeriesCache(requests: Counter<string>, duration: Histogram<string
         h.sum += seconds;
         h.count += 1;
         for (let i = 0; i < bounds.length; i++) {
-          if (seconds <= bounds[i]) { h.bucketValues[bounds[i]] += 1; break; }
+          if (seconds <= bounds[i]) { (h.bucketValues as unknown as Record<string, number>)[boundKeys[i]] += 1; break; }
         }
       },
     };
