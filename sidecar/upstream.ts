@@ -132,9 +132,14 @@ class UpstreamConn {
   private dead = false;
 
   constructor(readonly pool: UpstreamPool, readonly key: string, address: string, port: number) {
-    this.sock = net.connect({ host: address, port, noDelay: true });
+    // Reads land in the pool's one buffer and reach onData without the readable-stream
+    // machinery (push, 'data', a nextTick per read); each read is copied out (a small copy
+    // comes from Node's buffer slab) because what onData keeps must outlive the next read.
+    this.sock = net.connect({
+      host: address, port, noDelay: true,
+      onread: { buffer: pool.readBuffer, callback: (n: number, buf: Buffer) => { this.onData(Buffer.from(buf.subarray(0, n))); return true; } },
+    });
     this.sock.once('connect', () => { this.connected = true; });
-    this.sock.on('data', (c: Buffer) => this.onData(c));
     this.sock.on('error', (err: NodeJS.ErrnoException) => this.onGone(err));
     this.sock.on('close', () => this.onGone(undefined));
     this.sock.on('end', () => this.onEnd());
@@ -277,6 +282,8 @@ export class UpstreamPool {
   private readonly maxIdle: number;
   /** @internal */
   readonly deadlines: Deadlines;
+  /** @internal where every upstream socket of the pool reads into (copied out at once). */
+  readonly readBuffer = Buffer.allocUnsafe(64 * 1024);
 
   constructor(opts: UpstreamPoolOptions = {}) {
     this.maxIdle = opts.maxIdlePerEndpoint ?? 256;
