@@ -15,6 +15,7 @@
  * true })` is the decommission: revoke the lease (node record and subnet go at
  * once, peers converge immediately), remove the VTEP and the state file.
  */
+import { applyEgressMasq, removeEgressMasq } from './egress-masq';
 import { keys } from '../store/keys';
 import type { NodeRecord } from '../store/records';
 import type { Lease, Store, Watch } from '../store/types';
@@ -36,6 +37,8 @@ export interface AgentDeps {
   store: Store;
   /** rtnetlink socket of the host namespace the agent manages. */
   netlink: Netlink;
+  /** Path of that namespace when it is not the agent's own (nft runs there). */
+  netnsPath?: string;
   logger: Logger;
   metrics?: AgentMetrics;
 }
@@ -141,6 +144,7 @@ export function createAgent(cfg: AgentConfig, deps: AgentDeps): Agent {
     if (subnets.length && claimed.join() !== subnets.join()) log.warn('pod subnet changed (ours was taken while we were away)', { from: subnets, to: claimed });
     subnets = claimed;
     host = await withKernel(() => ensureHost(nl, hostSpec()));
+    if (cfg.ipMasq) await applyEgressMasq(cfg.network, subnets, cfg.clusterCidrs, deps.netnsPath);
     writeNodeState(cfg.stateDir, {
       version: 1, network: cfg.network, node: cfg.node, bridge: cfg.bridgeName, vxlan: cfg.vxlanName, mtu: host.mtu,
       clusterCidrs: cfg.clusterCidrs, subnets, gateways: host.gateways,
@@ -290,6 +294,7 @@ export function createAgent(cfg: AgentConfig, deps: AgentDeps): Agent {
         // Decommission: revoking the lease deletes our node record and subnet leases.
         await lease?.revoke().catch((err) => log.warn('lease revoke failed', { err }));
         await withKernel(() => removeVtep(nl, cfg.vxlanName)).catch((err) => log.warn('VTEP removal failed', { err }));
+        await removeEgressMasq(cfg.network, deps.netnsPath).catch((err) => log.warn('egress masquerade removal failed', { err }));
         removeNodeState(cfg.stateDir, cfg.network);
         log.info('node left the cluster', { node: cfg.node });
       }

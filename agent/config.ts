@@ -27,6 +27,8 @@ export interface AgentConfig {
   mtu?: number;
   /** Outer UDP checksum on an IPv4 underlay (default off, see cni/netlink/vxlan.ts). */
   udpCsum: boolean;
+  /** Masquerade pods' traffic to destinations outside the cluster CIDRs (default on). */
+  ipMasq: boolean;
   leaseTtlSeconds: number;
   /** Full re-read of kernel and devices every so often, to repair drift. */
   resyncSeconds: number;
@@ -88,6 +90,7 @@ export function agentConfig(i: AgentConfigInput): AgentConfig {
     bridgeName,
     mtu: i.mtu === undefined ? undefined : int('--mtu', i.mtu, 576, 65535, 1450),
     udpCsum: i.udpCsum ?? false,
+    ipMasq: i.ipMasq ?? true,
     leaseTtlSeconds: int('--lease-ttl', i.leaseTtlSeconds, 1, 3600, 15),
     resyncSeconds: int('--resync', i.resyncSeconds, 1, 86400, 30),
     stateDir: i.stateDir ?? DEFAULT_STATE_DIR,

@@ -19,6 +19,7 @@ interface AgentFlags {
   bridge?: string;
   mtu?: string;
   vxlanUdpCsum?: boolean;
+  ipMasq?: boolean;
   leaseTtl?: string;
   resync?: string;
   stateDir?: string;
@@ -49,6 +50,7 @@ export function register(program: Command): void {
     .option('--bridge <ifname>', 'pod bridge name (default mw.br0)')
     .option('--mtu <n>', 'overlay MTU (default: underlay MTU - 50)')
     .option('--vxlan-udp-csum', 'compute the outer UDP checksum on an IPv4 underlay (default off, as RFC 7348 allows)')
+    .option('--no-ip-masq', 'do not masquerade pods\' traffic to destinations outside the cluster CIDRs (on by default, as flannel --ip-masq)')
     .option('--lease-ttl <s>', 'node lease TTL in seconds (default 15)')
     .option('--resync <s>', 'full resync period in seconds (default 30)')
     .option('--state-dir <dir>', 'node-local state directory (default /run/meshwork)')
@@ -80,7 +82,7 @@ async function runAgent(f: AgentFlags): Promise<void> {
     clusterCidrs: f.clusterCidr.length ? f.clusterCidr : undefined,
     subnetLen: f.subnetLen, subnetLen6: f.subnetLen6,
     vni: f.vni === undefined ? undefined : Number(f.vni), port: f.vxlanPort === undefined ? undefined : Number(f.vxlanPort),
-    vxlanName: f.vxlanName, bridgeName: f.bridge, mtu: f.mtu === undefined ? undefined : Number(f.mtu), udpCsum: !!f.vxlanUdpCsum,
+    vxlanName: f.vxlanName, bridgeName: f.bridge, mtu: f.mtu === undefined ? undefined : Number(f.mtu), udpCsum: !!f.vxlanUdpCsum, ipMasq: f.ipMasq !== false,
     leaseTtlSeconds: f.leaseTtl === undefined ? undefined : Number(f.leaseTtl),
     resyncSeconds: f.resync === undefined ? undefined : Number(f.resync),
     stateDir: f.stateDir,

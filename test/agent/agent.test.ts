@@ -30,7 +30,7 @@ test('agent in a namespace: converges on joins, changes and expiry; repairs drif
     const cfg = agentConfig({
       node: 'me', underlay: '192.168.91.1', network: 'mesh', clusterCidrs: ['10.97.0.0/16'], stateDir: path.join(lab.tmp, 'state'), leaseTtlSeconds: 1,
     });
-    agent = createAgent(cfg, { store, netlink: nl, logger: process.env.MW_DEBUG ? jsonLogger('agent') : silentLogger, metrics });
+    agent = createAgent(cfg, { store, netlink: nl, netnsPath: h.path, logger: process.env.MW_DEBUG ? jsonLogger('agent') : silentLogger, metrics });
     await agent.start();
     await agent.ready;
 

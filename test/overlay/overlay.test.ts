@@ -95,3 +95,31 @@ test('dual-stack overlay: IPv4 and IPv6 pod subnets, TCP both ways over both fam
     await lab.cleanup();
   }
 });
+
+test('egress: pods reach addresses outside the cluster masqueraded to their node; --no-ip-masq turns it off', { skip: !isRoot && NEEDS_ROOT, timeout: 120_000 }, async () => {
+  for (const masq of [true, false]) {
+    const lab = new Lab();
+    try {
+      const o = new Overlay(lab, `file:${lab.tmp}/store`, masq ? {} : { agentArgs: ['--no-ip-masq'] });
+      const [h1, h2] = [o.addHost(), o.addHost()];
+      await Promise.all([o.startAgent(h1), o.startAgent(h2)]);
+      const [a, b] = [await o.addPod(h1), await o.addPod(h2)];
+      const outside = o.externalServer();
+      // Inside the cluster nothing is translated, masquerade or not.
+      await o.expectReach(a, b);
+      await o.expectReach(b, a);
+      const tables = h1.ns.sh('nft', ['list', 'tables']).stdout;
+      if (masq) {
+        assert.match(tables, /meshwork-egress-mesh/);
+        await eventually(async () => (await o.tcp(a, outside)) === `192.168.90.254 ${h1.underlay}`, 10_000, 'outside server sees the node address');
+        assert.equal(await o.tcp(b, outside), `192.168.90.254 ${h2.underlay}`);
+      } else {
+        assert.doesNotMatch(tables, /meshwork-egress/);
+        // The reply has no way back to a pod address: the connection cannot complete.
+        assert.equal(await o.tcp(a, outside), undefined);
+      }
+    } finally {
+      await lab.cleanup();
+    }
+  }
+});

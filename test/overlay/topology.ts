@@ -147,6 +147,16 @@ export class Overlay {
     return pod;
   }
 
+  /**
+   * A server outside the cluster: an address on the underlay switch itself, which
+   * (like any network beyond the nodes) has no route to pod subnets.
+   */
+  externalServer(address = '192.168.90.254'): Pod {
+    this.underlay.ip('addr', 'add', `${address}/24`, 'dev', 'br0');
+    this.lab.spawnIn(this.underlay, process.execPath, ['-e', SERVER]);
+    return { name: 'external', ns: this.underlay, host: { name: 'underlay' } as Host, ip: address, containerId: '' };
+  }
+
   /** One TCP exchange from `a` to `b`; returns "<b's address> <a's address as b saw it>" or undefined. */
   async tcp(a: Pod, b: Pod, family: 4 | 6 = 4): Promise<string | undefined> {
     const r = await a.ns.run(process.execPath, ['-e', CLIENT, family === 4 ? b.ip : b.ip6!], { timeoutMs: 5000 });
