@@ -55,8 +55,23 @@ export interface FastEdge {
 
 export function createFastEdge(deps: FastEdgeDeps): FastEdge {
   const conns = new Set<ClientConn>();
+  // Idle keep-alive connections are closed by one sweep over all of them, not by a socket
+  // timeout each: Node re-arms a socket's timer on every read and write, a timer-list
+  // insertion per message on the hot path. Closing happens within a quarter of the timeout late.
+  let sweeper: NodeJS.Timeout | undefined;
+  const sweep = () => {
+    const now = Date.now();
+    for (const c of conns) c.closeIfIdleSince(now - deps.keepAliveTimeoutMs);
+    if (conns.size === 0 && sweeper) { clearInterval(sweeper); sweeper = undefined; }
+  };
   return {
-    accept(sock, first, dst, sourceIp) { new ClientConn(deps, conns, sock, dst, sourceIp).onData(first); },
+    accept(sock, first, dst, sourceIp) {
+      if (!sweeper) {
+        sweeper = setInterval(sweep, Math.min(1000, Math.max(25, deps.keepAliveTimeoutMs / 4)));
+        sweeper.unref();
+      }
+      new ClientConn(deps, conns, sock, dst, sourceIp).onData(first);
+    },
     closeIdle() { for (const c of conns) c.closeIfIdle(); },
   };
 }
@@ -68,6 +83,8 @@ class ClientConn implements BodySink {
   private busy = false;
   private closed = false;
   private closeAfter = false;
+  /** Last request bytes or response end, ms epoch (the keep-alive sweep reads it). */
+  private lastActive = Date.now();
   private headTimer: NodeJS.Timeout | undefined;
   private ctx: RequestCtx | undefined;
   private res: FastResponse | undefined;
@@ -79,10 +96,10 @@ class ClientConn implements BodySink {
     conns.add(this);
     sock.on('data', this.onDataBound);
     sock.on('close', this.onCloseBound);
-    sock.setTimeout(deps.keepAliveTimeoutMs, () => { if (!this.busy) sock.destroy(); });
   }
 
   onData(chunk: Buffer): void {
+    this.lastActive = Date.now();
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     if (!this.busy) this.next();
     // A client pipelining far ahead waits for the responses (bounded buffer).
@@ -91,6 +108,11 @@ class ClientConn implements BodySink {
 
   closeIfIdle(): void {
     if (!this.busy && !this.closed) this.sock.end();
+  }
+
+  /** Keep-alive timeout: no request in flight and nothing heard since `since` (ms epoch). */
+  closeIfIdleSince(since: number): void {
+    if (!this.busy && !this.closed && this.lastActive < since) this.sock.destroy();
   }
 
   private next(): void {
@@ -125,7 +147,6 @@ class ClientConn implements BodySink {
     this.conns.delete(this);
     this.sock.removeListener('data', this.onDataBound);
     this.sock.removeListener('close', this.onCloseBound);
-    this.sock.setTimeout(0);
     this.closed = true;
     const unread = this.buf;
     this.buf = EMPTY;
@@ -210,6 +231,7 @@ class ClientConn implements BodySink {
   /** The exchange is over: next request, or close. */
   private done(complete: boolean): void {
     this.busy = false;
+    this.lastActive = Date.now();
     if (this.closed) return;
     if (!complete) { this.sock.destroy(); return; }
     if (this.closeAfter) { this.closed = true; this.sock.end(); return; }

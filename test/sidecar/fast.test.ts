@@ -154,14 +154,14 @@ async function rawBackend(address: string): Promise<RawBackend> {
   };
 }
 
-async function withSidecar(fn: (port: number, be: RawBackend) => Promise<void>, makeBackend = rawBackend): Promise<void> {
+async function withSidecar(fn: (port: number, be: RawBackend) => Promise<void>, makeBackend = rawBackend, keepAliveTimeoutMs?: number): Promise<void> {
   const be = await makeBackend('127.0.0.2');
   const source = memorySource({
     services: [service('reviews', 9080, be.port, { app: 'reviews' })],
     policies: [policy({ service: 'reviews' })],
     endpoints: endpointsOf([{ name: 'b0', version: 'v1', address: '127.0.0.2' }], 'reviews'),
   });
-  const sc = createSidecar({ source, host: '127.0.0.1', outboundPort: 0, workload: 'productpage', namespace: 'default', sniffTimeoutMs: 200 });
+  const sc = createSidecar({ source, host: '127.0.0.1', outboundPort: 0, workload: 'productpage', namespace: 'default', sniffTimeoutMs: 200, keepAliveTimeoutMs });
   await sc.start();
   try { await fn(sc.ports.outbound, be); } finally { await sc.stop(); await be.close(); }
 }
@@ -308,4 +308,32 @@ test('a pooled socket the server closed is replaced for an idempotent request, n
       assert.equal(await one('POST'), 502, 'a POST is not sent twice');
     } finally { agent.destroy(); }
   }, closingBackend);
+});
+
+test('keep-alive: an idle client connection is closed after the timeout, a busy one is not', { timeout: 30_000 }, async () => {
+  await withSidecar(async (port) => {
+    const open = (): Promise<{ s: net.Socket; closed: Promise<void>; ask(): Promise<string> }> => new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      let waiting: ((t: string) => void) | undefined;
+      s.on('data', (d) => { got += d.toString('latin1'); if (waiting && /\r\n\r\nGET \/ 0 [0-9a-f]{12}$/.test(got)) { const w = waiting; waiting = undefined; const t = got; got = ''; w(t); } });
+      s.on('error', reject);
+      const closed = new Promise<void>((r) => s.on('close', () => r()));
+      const ask = () => new Promise<string>((r) => { waiting = r; s.write(`GET / HTTP/1.1\r\n${H}\r\n`); });
+      s.once('connect', () => resolve({ s, closed, ask }));
+    });
+    const idle = await open();
+    const busy = await open();
+    assert.match(await idle.ask(), /^HTTP\/1\.1 200/);
+    let idleClosed = false;
+    void idle.closed.then(() => { idleClosed = true; });
+    // The busy one asks every 100 ms (well inside the 400 ms timeout) until the idle one is gone.
+    for (let i = 0; i < 100 && !idleClosed; i++) {
+      assert.match(await busy.ask(), /^HTTP\/1\.1 200/);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(idleClosed, 'the idle connection was closed');
+    assert.match(await busy.ask(), /^HTTP\/1\.1 200/, 'the busy connection still serves');
+    busy.s.destroy();
+  }, rawBackend, 400);
 });
