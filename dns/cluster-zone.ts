@@ -21,6 +21,8 @@ export interface ClusterZoneOptions {
   zone: string;
   /** TTL of every record we serve, and the SOA minimum (default 5). */
   ttl?: number;
+  /** Where this server answers (`ns.dns.<zone>`, the apex's NS); wildcard addresses are left out. */
+  serverAddresses?: string[];
 }
 
 /** What exists at a name: its records, or nothing at all (NXDOMAIN). */
@@ -43,6 +45,9 @@ export function createClusterZone(opts: ClusterZoneOptions): Handler {
     }
     return soaCache.rec;
   };
+
+  const own = (opts.serverAddresses ?? []).filter((a) => a !== '0.0.0.0' && a !== '::');
+  const nsAddresses = (owner: string): Rr[] => own.map((ip) => rr.address(owner, ttl, ip));
 
   const serviceNode = (s: ServiceEntry, owner: string): Node => {
     switch (s.kind) {
@@ -76,8 +81,11 @@ export function createClusterZone(opts: ClusterZoneOptions): Handler {
   const lookup = (labels: string[], owner: string): Node => {
     const idx = opts.view.current();
     const n = labels.length;
-    if (n === 0) return { records: [soa()] };
+    // The apex names this server as its nameserver, ns.dns.<zone>, as the SOA does.
+    if (n === 0) return { records: [soa(), rr.ns(zone, ttl, abs('ns.dns'))], additional: nsAddresses(abs('ns.dns')) };
     if (n === 1 && labels[0] === 'dns-version') return { records: [rr.txt(owner, ttl, SCHEMA_VERSION)] };
+    if (n === 2 && labels[0] === 'ns' && labels[1] === 'dns') return { records: nsAddresses(owner) };
+    if (n === 1 && labels[0] === 'dns') return { records: [] };
     const top = labels[n - 1];
     if (top === 'svc') {
       if (n === 1) return { records: [] };

@@ -21,6 +21,9 @@ import { createPacketCache, quickQuestion, replyFlags } from './packet-cache';
 import { defaultUpstreams, type Upstream } from './upstreams';
 import { bareReply, CLASS_IN, encodeReply, OUR_PAYLOAD, parseQuery, questionFor, RCODE, TYPE, type Query } from './wire';
 
+const QTYPE_AXFR = 252;
+const QTYPE_IXFR = 251;
+
 export interface ListenAddress { address: string; port: number }
 
 export interface DnsServerOptions {
@@ -60,7 +63,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
   const view = opts.view;
   const forwarder = createForwarder({ upstreams: opts.upstreams ?? defaultUpstreams(), metrics, ...opts.forward });
   const chain = compose(
-    [createClusterZone({ view, zone, ttl: opts.ttl }), createContainerNames({ view, ttl: opts.ttl }), createCache({ ...opts.cache, metrics }), forwarder],
+    [createClusterZone({ view, zone, ttl: opts.ttl, serverAddresses: opts.listen.map((l) => l.address) }), createContainerNames({ view, ttl: opts.ttl }), createCache({ ...opts.cache, metrics }), forwarder],
     async () => emptyAnswer(RCODE.REFUSED),
   );
   const packets = createPacketCache();
@@ -135,7 +138,10 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
       metrics.query(q.type, RCODE.BADVERS);
       return { reply: bareReply({ id, rd, question: q.question, opt: true }, RCODE.BADVERS), q };
     }
-    if (q.qclass !== CLASS_IN && q.qclass !== TYPE.ANY) {
+    // Zone transfers are not offered (the zone lives in the cluster store, not in files to copy):
+    // REFUSED, as an authoritative server without a transfer policy answers, rather than an
+    // SOA-only reply a client would take for an empty zone.
+    if (q.type === QTYPE_AXFR || q.type === QTYPE_IXFR || (q.qclass !== CLASS_IN && q.qclass !== TYPE.ANY)) {
       metrics.query(q.type, RCODE.REFUSED);
       return { reply: bareReply({ id, rd, question: q.question, opt: !!q.edns }, RCODE.REFUSED), q };
     }

@@ -63,6 +63,9 @@ describe('dns server over loopback', () => {
       [`ext.team-a.svc.${Z}`, TYPE.A, [`ext.team-a.svc.${Z} CNAME web.team-a.svc.${Z}`, `web.team-a.svc.${Z} A 10.96.0.10`]],
       [`ext.team-a.svc.${Z}`, TYPE.CNAME, [`ext.team-a.svc.${Z} CNAME web.team-a.svc.${Z}`]],
       [`10-9-8-7.team-a.pod.${Z}`, TYPE.A, [`10-9-8-7.team-a.pod.${Z} A 10.9.8.7`]],
+      // The apex names this server (the SOA's primary) as its nameserver, with its address.
+      [Z, TYPE.NS, [`${Z} NS ns.dns.${Z}`], [`ns.dns.${Z} A ${H}`]],
+      [`ns.dns.${Z}`, TYPE.A, [`ns.dns.${Z} A ${H}`]],
     ];
     for (const [name, type, answers, additional] of table) {
       const { msg } = await q(name, type);
@@ -134,6 +137,11 @@ describe('dns server over loopback', () => {
     const chaos = buildTestQuery('version.bind', TYPE.TXT, { edns: false });
     chaos.writeUInt16BE(3, chaos.length - 2);
     assert.equal(decodeMessage((await udpRaw(H, port, chaos))!).rcode, RCODE.REFUSED);
+    // Zone transfers are refused (over UDP and TCP), never answered with an SOA-only "zone".
+    assert.equal((await q(Z, 252)).msg.rcode, RCODE.REFUSED);
+    const overTcp = await tcpQueries(H, port, [buildTestQuery(Z, 252, { id: 7, edns: false })]);
+    assert.equal(overTcp.get(7)?.rcode, RCODE.REFUSED);
+    assert.equal((await q(Z, 251)).msg.rcode, RCODE.REFUSED);
     const response = buildTestQuery(`web.team-a.svc.${Z}`, TYPE.A);
     response[2] |= 0x80;
     assert.equal(await udpRaw(H, port, response, 300), undefined);
