@@ -14,7 +14,7 @@ import type { Upstream } from './catalog';
 import type { Handler, RequestCtx } from './context';
 import { responseFor, UpstreamError } from './errors';
 import { sendFast } from './forward';
-import { parseRequestHead, type RequestHead } from './h1parse';
+import { HeadMemo, parseRequestHeadMemo, type RequestHead } from './h1parse';
 import type { Destination } from './http';
 import type { Direction, SidecarMetrics } from './metrics';
 import type { BodySink, FastResponse, UpstreamPool } from './upstream';
@@ -83,6 +83,8 @@ class ClientConn implements BodySink {
   private busy = false;
   private closed = false;
   private closeAfter = false;
+  /** This connection's last request head, for the next identical one. */
+  private readonly heads = new HeadMemo<RequestHead>();
   /** Last request bytes or response end, ms epoch (the keep-alive sweep reads it). */
   private lastActive = Date.now();
   private headTimer: NodeJS.Timeout | undefined;
@@ -117,7 +119,7 @@ class ClientConn implements BodySink {
 
   private next(): void {
     if (this.closed || this.buf.length === 0) return;
-    const head = parseRequestHead(this.buf, this.deps.maxHeaderSize);
+    const head = parseRequestHeadMemo(this.buf, this.deps.maxHeaderSize, this.heads);
     if (head === 'incomplete') { this.armHeadTimer(); return; }
     if (head === 'fallback' || head.contentLength > this.deps.maxBufferedBody) { this.handOff(); return; }
     // The head is complete: like node:http (requestTimeout 0), a body may take its time.

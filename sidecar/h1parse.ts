@@ -317,3 +317,47 @@ export class ChunkedScanner {
     return -1;
   }
 }
+
+/**
+ * The last head parsed on a connection (or pool) and its bytes. Clients and
+ * servers repeat byte-identical heads (a keep-alive client's requests, a
+ * backend's responses), and identical bytes parse the same: a head is checked
+ * with one memcmp instead of being decoded, scanned and split again. Parsed
+ * heads are never mutated downstream, so one object serves every repeat.
+ */
+export class HeadMemo<T> {
+  private bytes: Buffer | undefined;
+  private key = '';
+  private value: T | undefined;
+
+  /** The remembered parse when `buf` starts with exactly the remembered head (it ends at its blank line, so the heads are equal). */
+  get(buf: Buffer, key = ''): T | undefined {
+    const b = this.bytes;
+    if (b === undefined || key !== this.key || buf.length < b.length || buf.compare(b, 0, b.length, 0, b.length) !== 0) return undefined;
+    return this.value;
+  }
+
+  set(buf: Buffer, length: number, value: T, key = ''): void {
+    this.bytes = Buffer.from(buf.subarray(0, length));
+    this.key = key;
+    this.value = value;
+  }
+}
+
+/** parseRequestHead through a connection's memo. */
+export function parseRequestHeadMemo(buf: Buffer, maxHeaderSize: number, memo: HeadMemo<RequestHead>): RequestParse {
+  const known = memo.get(buf);
+  if (known) return known;
+  const h = parseRequestHead(buf, maxHeaderSize);
+  if (typeof h === 'object') memo.set(buf, h.length, h);
+  return h;
+}
+
+/** parseResponseHead through a pool's memo (keyed by method too: HEAD changes the framing). */
+export function parseResponseHeadMemo(buf: Buffer, method: string, maxHeaderSize: number, memo: HeadMemo<ResponseHead>): ResponseHead | undefined {
+  const known = memo.get(buf, method);
+  if (known) return known;
+  const h = parseResponseHead(buf, method, maxHeaderSize);
+  if (h) memo.set(buf, h.length, h, method);
+  return h;
+}

@@ -7,7 +7,7 @@
  */
 import * as net from 'node:net';
 import { UpstreamError } from './errors';
-import { ChunkedScanner, parseResponseHead, type ResponseHead } from './h1parse';
+import { ChunkedScanner, HeadMemo, parseResponseHeadMemo, type ResponseHead } from './h1parse';
 import { Deadlines, type Deadline } from './deadlines';
 
 /** Where a response body goes once the edge has written the head. */
@@ -186,7 +186,7 @@ class UpstreamConn {
       this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
       let head: ResponseHead | undefined;
       for (;;) {
-        try { head = parseResponseHead(this.buf, this.ex!.method, MAX_RESPONSE_HEAD); } catch (err) { this.fail('reset', err); return; }
+        try { head = parseResponseHeadMemo(this.buf, this.ex!.method, MAX_RESPONSE_HEAD, this.pool.heads); } catch (err) { this.fail('reset', err); return; }
         if (!head) return;
         // Interim responses (100, 103) are dropped; the final one follows.
         if (head.status < 200) { if (head.status === 101) { this.fail('reset', new Error('unexpected 101 from upstream')); return; } this.buf = this.buf.subarray(head.length); continue; }
@@ -282,6 +282,8 @@ export class UpstreamPool {
   private readonly maxIdle: number;
   /** @internal */
   readonly deadlines: Deadlines;
+  /** @internal the last response head parsed in this pool, for the next identical one. */
+  readonly heads = new HeadMemo<ResponseHead>();
   /** @internal where every upstream socket of the pool reads into (copied out at once). */
   readonly readBuffer = Buffer.allocUnsafe(64 * 1024);
 

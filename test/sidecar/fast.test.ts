@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { ChunkedScanner, parseRequestHead, parseResponseHead, type RequestHead } from '../../sidecar/h1parse';
+import { ChunkedScanner, HeadMemo, parseRequestHead, parseRequestHeadMemo, parseResponseHead, parseResponseHeadMemo, type RequestHead, type ResponseHead } from '../../sidecar/h1parse';
 import { createSidecar } from '../../sidecar/sidecar';
 import { memorySource } from '../../sidecar/sources';
 import { endpointsOf, policy, rawExchange, service } from './fixtures';
@@ -91,6 +91,26 @@ test('response heads: framing per RFC 9112 §6.3 and socket reuse', () => {
   for (const bad of ['HTTP/1.1 2000 OK\r\n\r\n', 'HTTP/2 200 OK\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n', 'HTTP/1.1 099 X\r\n\r\n', 'HTTP/1.1 200 O\x00K\r\n\r\n', 'HTTP/1.2 200 OK\r\n\r\n', 'HTTP/1.1 200 OK\r\nX\r\n\r\n']) {
     assert.throws(() => parseResponseHead(b(bad), 'GET', 65536), JSON.stringify(bad));
   }
+});
+
+test('head memo: an identical head is the same parse; one different byte, a shorter buffer or another method is parsed anew', () => {
+  const b = (t: string) => Buffer.from(t, 'latin1');
+  const reqs = new HeadMemo<RequestHead>();
+  const first = parseRequestHeadMemo(b('GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\n'), 16384, reqs) as RequestHead;
+  assert.equal(first.url, '/a');
+  // The same head followed by the next pipelined bytes: remembered.
+  assert.equal(parseRequestHeadMemo(b('GET /a HTTP/1.1\r\nHost: reviews:9080\r\n\r\nGET /b'), 16384, reqs), first);
+  const other = parseRequestHeadMemo(b('GET /b HTTP/1.1\r\nHost: reviews:9080\r\n\r\n'), 16384, reqs) as RequestHead;
+  assert.equal(other.url, '/b');
+  assert.equal(parseRequestHeadMemo(b('GET /b HTTP/1.1\r\nHost: reviews:90'), 16384, reqs), 'incomplete');
+  assert.equal(parseRequestHeadMemo(b('GET /b HTTP/1.1\r\nHost: reviews:9080\r\nX-A: 1\r\n\r\n'), 16384, reqs).valueOf() === other, false);
+  const res = new HeadMemo<ResponseHead>();
+  const ok = b('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  const get = parseResponseHeadMemo(ok, 'GET', 65536, res)!;
+  assert.equal(parseResponseHeadMemo(ok, 'GET', 65536, res), get);
+  assert.equal(get.framing, 'length');
+  assert.equal(parseResponseHeadMemo(ok, 'HEAD', 65536, res)!.framing, 'none', 'HEAD frames the same bytes differently');
+  assert.equal(parseResponseHeadMemo(b('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok!'), 'GET', 65536, res)!.contentLength, 3);
 });
 
 test('chunked framing: the end is found wherever the body is split; bad framing throws', () => {
