@@ -44,7 +44,7 @@ export interface RequestCtx {
   cancel?: () => void;
   /** Response headers the edge adds (e.g. which fault fired). */
   extraHeaders?: Record<string, string>;
-  /** Set for requests of the fast path: the request head as it goes upstream, fields after the request line. */
+  /** Set for requests of the fast path: the whole request head as it goes upstream (request line, fields, blank line). */
   fastHead?: string;
 }
 

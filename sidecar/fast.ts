@@ -160,7 +160,7 @@ class ClientConn implements BodySink {
     const start = performance.now();
     const req = new FastRequest(head);
     const up = deps.resolve(head.headers.host, this.dst);
-    const ctx: RequestCtx = { req, body, upstream: up as Upstream, sourceIp: this.sourceIp, fastHead: head.forward };
+    const ctx: RequestCtx = { req, body, upstream: up as Upstream, sourceIp: this.sourceIp, fastHead: head.upstream ??= `${head.method} ${head.url} HTTP/1.1\r\n${head.forward}\r\n` };
     this.ctx = ctx;
     let res: FastResponse;
     try {
@@ -186,11 +186,9 @@ class ClientConn implements BodySink {
   private respond(res: FastResponse, extra: Record<string, string> | undefined): void {
     const h = res.head;
     if (h.framing === 'close' || this.deps.draining()) this.closeAfter = true;
-    let text = `HTTP/1.1 ${h.status} ${h.reason}\r\n${h.forward}`;
-    if (h.framing === 'chunked') text += 'transfer-encoding: chunked\r\n';
-    if (extra) for (const k in extra) text += `${k}: ${extra[k]}\r\n`;
-    if (this.closeAfter) text += 'connection: close\r\n';
-    text += '\r\n';
+    let text: string;
+    if (!extra && !this.closeAfter) text = h.downstream ??= renderHead(h, undefined, false);
+    else text = renderHead(h, extra, this.closeAfter);
     this.res = res;
     // Head and a small first body piece leave in one write (one syscall, one segment).
     const first = res.takeSmallPending(16 * 1024);
@@ -249,4 +247,12 @@ class ClientConn implements BodySink {
     if (this.ctx) { this.ctx.expired = true; this.ctx.cancel?.(); }
     this.res?.abandon();
   }
+}
+
+function renderHead(h: FastResponse['head'], extra: Record<string, string> | undefined, close: boolean): string {
+  let text = `HTTP/1.1 ${h.status} ${h.reason}\r\n${h.forward}`;
+  if (h.framing === 'chunked') text += 'transfer-encoding: chunked\r\n';
+  if (extra) for (const k in extra) text += `${k}: ${extra[k]}\r\n`;
+  if (close) text += 'connection: close\r\n';
+  return `${text}\r\n`;
 }

@@ -41,10 +41,9 @@ export function createForward(agent: http.Agent, pool: UpstreamPool): Handler {
   };
 }
 
-/** One fast-path attempt: the head is rebuilt from the parsed request, the buffered body follows. */
+/** One fast-path attempt: the head rendered from the parsed request, then the buffered body. */
 export function sendFast(pool: UpstreamPool, ctx: RequestCtx, address: string, port: number, label: string) {
-  const head = `${ctx.req.method} ${ctx.req.url} HTTP/1.1\r\n${ctx.fastHead}\r\n`;
-  return pool.send(address, port, label, ctx.req.method!, head, ctx.body, ctx.perTryTimeoutMs, ctx);
+  return pool.send(address, port, label, ctx.req.method!, ctx.fastHead!, ctx.body, ctx.perTryTimeoutMs, ctx);
 }
 
 export function sendTo(agent: http.Agent, ctx: RequestCtx, address: string, port: number, label: string, headers?: Record<string, string | string[]>): Promise<IncomingMessage> {

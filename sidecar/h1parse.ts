@@ -26,6 +26,8 @@ export interface RequestHead {
   close: boolean;
   /** Bytes of the head including the blank line. */
   length: number;
+  /** The head as it goes upstream, rendered once per parse (a repeated head reuses it). */
+  upstream?: string;
 }
 
 export type RequestParse = RequestHead | 'incomplete' | 'fallback';
@@ -190,6 +192,8 @@ export interface ResponseHead {
   /** The server's `Keep-Alive: timeout=N` hint in ms (0: none). */
   keepAliveMs: number;
   length: number;
+  /** The head as it goes to the client in the common case (no added fields), rendered once per parse. */
+  downstream?: string;
 }
 
 export class BadResponseError extends Error {}
