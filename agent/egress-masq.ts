@@ -6,8 +6,7 @@
  * overlay network in the host namespace, replaced atomically.
  */
 import { nftApply } from '../cni/nft/apply';
-
-/** `netns`: path of the host namespace to program; default, our own. */
+import { deleteTableScript, replaceTableScript } from '../cni/nft/rules';
 
 export function egressTable(network: string): string {
   return `meshwork-egress-${network}`.slice(0, 63);
@@ -15,7 +14,6 @@ export function egressTable(network: string): string {
 
 /** The table's script for this node's pod subnets and the cluster CIDRs (both in network form). */
 export function egressScript(network: string, podSubnets: string[], clusterCidrs: string[]): string {
-  const t = `inet ${egressTable(network)}`;
   const v6 = (c: string) => c.includes(':');
   const rules: string[] = [];
   for (const s of podSubnets) {
@@ -25,14 +23,14 @@ export function egressScript(network: string, podSubnets: string[], clusterCidrs
     const notCluster = clusters.map((c) => ` ${family} daddr != ${c}`).join('');
     rules.push(`    ${family} saddr ${s}${notCluster} ${family} daddr != ${multicast} masquerade`);
   }
-  return `add table ${t}\ndelete table ${t}\ntable ${t} {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n${rules.join('\n')}\n  }\n}\n`;
+  return replaceTableScript(egressTable(network), `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n${rules.join('\n')}\n  }`);
 }
 
+/** `netns`: path of the host namespace to program; default, our own. */
 export async function applyEgressMasq(network: string, podSubnets: string[], clusterCidrs: string[], netns?: string): Promise<void> {
   await nftApply(egressScript(network, podSubnets, clusterCidrs), { netns });
 }
 
 export async function removeEgressMasq(network: string, netns?: string): Promise<void> {
-  const t = `inet ${egressTable(network)}`;
-  await nftApply(`add table ${t}\ndelete table ${t}\n`, { netns });
+  await nftApply(deleteTableScript(egressTable(network)), { netns });
 }

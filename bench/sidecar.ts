@@ -52,6 +52,9 @@ function rssKb(pid: number): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** wrk's "Requests/sec" line. */
+const rpsOf = (wrkOut: string): number => Number(/Requests\/sec:\s+([\d.]+)/.exec(wrkOut)?.[1] ?? 0);
+
 interface WrkResult { rps: number; p50: number; p75: number; p90: number; p99: number }
 
 function ms(v: string, unit: string): number {
@@ -61,7 +64,7 @@ function ms(v: string, unit: string): number {
 function wrk(port: number, host = '127.0.0.1', script?: string): WrkResult {
   const r = spawnSync('taskset', ['-c', '1', 'wrk', '-t1', `-c${CONNS}`, `-d${SECONDS}s`, '--latency', ...(script ? ['-s', script] : []), '-H', 'Host: reviews:9080', `http://${host}:${port}/`], { encoding: 'utf8' });
   const out = r.stdout;
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
+  const rps = rpsOf(out);
   const pct = (p: string) => { const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out); return m ? ms(m[1], m[2]) : NaN; };
   const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1];
   if (errs) process.stdout.write(`  (warning: ${errs} non-2xx responses)\n`);
@@ -86,7 +89,7 @@ function paced(port: number, host = '127.0.0.1'): { p50: number; p99: number; p9
   const r = spawnSync('taskset', ['-c', '1', 'wrk', '-t1', '-c10', `-d${SECONDS}s`, '-s', script, '-H', 'Host: reviews:9080', `http://${host}:${port}/`], { encoding: 'utf8' });
   const m = /paced p50=(\d+) p99=(\d+) p999=(\d+)/.exec(r.stdout);
   const us = (i: number) => (m ? Number(m[i]) / 1000 : NaN);
-  return { p50: us(1), p99: us(2), p999: us(3), rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? 0) };
+  return { p50: us(1), p99: us(2), p999: us(3), rps: rpsOf(r.stdout) };
 }
 
 function haproxyConfig(listen: string, body: string): string {

@@ -21,9 +21,6 @@ import { createPacketCache, quickQuestion, replyFlags } from './packet-cache';
 import { defaultUpstreams, type Upstream } from './upstreams';
 import { bareReply, CLASS_IN, encodeReply, OUR_PAYLOAD, parseQuery, questionFor, RCODE, TYPE, type Query } from './wire';
 
-const QTYPE_AXFR = 252;
-const QTYPE_IXFR = 251;
-
 export interface ListenAddress { address: string; port: number }
 
 export interface DnsServerOptions {
@@ -141,7 +138,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
     // Zone transfers are not offered (the zone lives in the cluster store, not in files to copy):
     // REFUSED, as an authoritative server without a transfer policy answers, rather than an
     // SOA-only reply a client would take for an empty zone.
-    if (q.type === QTYPE_AXFR || q.type === QTYPE_IXFR || (q.qclass !== CLASS_IN && q.qclass !== TYPE.ANY)) {
+    if (q.type === TYPE.AXFR || q.type === TYPE.IXFR || (q.qclass !== CLASS_IN && q.qclass !== TYPE.ANY)) {
       metrics.query(q.type, RCODE.REFUSED);
       return { reply: bareReply({ id, rd, question: q.question, opt: !!q.edns }, RCODE.REFUSED), q };
     }

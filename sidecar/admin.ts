@@ -55,7 +55,7 @@ export function createAdmin(deps: AdminDeps): http.Server {
             subsets: [...u.subsets.values()].filter((s) => s.name && s.endpoints.includes(e)).map((s) => s.name),
             weight: e.weight,
             breaker: e.gate,
-            ejected: e.ejected(now),
+            ejected: e.ejected(),
             ejectedForMs: Math.max(0, e.ejectedUntil - now),
             inflight: e.inflight,
             ewmaMs: Math.round(e.ewmaMs * 100) / 100,

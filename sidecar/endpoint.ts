@@ -45,8 +45,8 @@ export class Endpoint {
     return true;
   }
 
-  /** The sweep, not the clock, ends an ejection; `now` stays accepted so callers need not change. */
-  ejected(_now?: number): boolean { return this.ejectedUntil !== 0; }
+  /** The outlier sweep, not the clock, ends an ejection. */
+  ejected(): boolean { return this.ejectedUntil !== 0; }
 
   observeLatency(ms: number, decayMs: number, now: number): void {
     if (this.ewmaAt === 0) { this.ewmaMs = ms; this.ewmaAt = now; return; }

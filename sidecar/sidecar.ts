@@ -77,6 +77,8 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
   const agent = createAgent();
   const localAgent = createAgent();
   const pools: UpstreamPool[] = [];
+  // Overall and per-try timeouts of every listener, one list per duration.
+  const deadlines = new Deadlines();
   const fastEdges: FastEdge[] = [];
   let current: RoutingTable | undefined;
   let ready = false;
@@ -134,7 +136,6 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
   function makeListener(direction: Direction, port: number): { server: net.Server; http: http.Server } {
     const resolve = direction === 'outbound' ? resolveOutbound : resolveInbound;
     const a = direction === 'outbound' ? agent : localAgent;
-    const deadlines = new Deadlines();
     const pool = new UpstreamPool({ deadlines });
     pools.push(pool);
     const stack = createStack({ agent: a, pool, breakers, outliers, random, now, metrics, direction, deadlines });
@@ -267,6 +268,7 @@ export function createSidecar(opts: SidecarOptions): Sidecar {
       agent.destroy();
       localAgent.destroy();
       for (const p of pools) p.destroy();
+      deadlines.stop();
     },
   };
 }

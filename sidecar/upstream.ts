@@ -282,6 +282,8 @@ export class UpstreamPool {
   private readonly maxIdle: number;
   /** @internal */
   readonly deadlines: Deadlines;
+  /** The deadlines are this pool's own (not shared with the stack), so destroy() ends them. */
+  private readonly ownDeadlines: boolean;
   /** @internal the last response head parsed in this pool, for the next identical one. */
   readonly heads = new HeadMemo<ResponseHead>();
   /** @internal where every upstream socket of the pool reads into (copied out at once). */
@@ -289,6 +291,7 @@ export class UpstreamPool {
 
   constructor(opts: UpstreamPoolOptions = {}) {
     this.maxIdle = opts.maxIdlePerEndpoint ?? 256;
+    this.ownDeadlines = !opts.deadlines;
     this.deadlines = opts.deadlines ?? new Deadlines();
   }
 
@@ -346,6 +349,6 @@ export class UpstreamPool {
   destroy(): void {
     for (const c of [...this.all]) c.destroy();
     this.idle.clear();
-    this.deadlines.stop();
+    if (this.ownDeadlines) this.deadlines.stop();
   }
 }

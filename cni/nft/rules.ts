@@ -87,14 +87,21 @@ export function tableBody(r: NetworkRules): string {
   return lines.join('\n');
 }
 
-/** One atomic script: create-if-missing, delete, recreate with the new body. */
-export function replaceScript(r: NetworkRules): string {
-  const t = `inet ${tableName(r.network)}`;
-  return `add table ${t}\ndelete table ${t}\ntable ${t} {\n${tableBody(r)}\n}\n`;
+/** One atomic script for an `inet` table: create-if-missing, delete, recreate with `body`. */
+export function replaceTableScript(name: string, body: string): string {
+  return `${deleteTableScript(name)}table inet ${name} {\n${body}\n}\n`;
 }
 
-/** Idempotent removal (adding first makes the delete never fail on a missing table). */
+/** Idempotent removal of an `inet` table (adding first makes the delete never fail on a missing table). */
+export function deleteTableScript(name: string): string {
+  return `add table inet ${name}\ndelete table inet ${name}\n`;
+}
+
+/** The network's table, replaced atomically. */
+export function replaceScript(r: NetworkRules): string {
+  return replaceTableScript(tableName(r.network), tableBody(r));
+}
+
 export function deleteScript(network: string): string {
-  const t = `inet ${tableName(network)}`;
-  return `add table ${t}\ndelete table ${t}\n`;
+  return deleteTableScript(tableName(network));
 }
