@@ -24,6 +24,12 @@ export interface CacheOptions {
 
 interface Entry { answer: Answer; storedAt: number; ttl: number }
 
+/** The question with its name case-folded (ASCII only, RFC 4343); type and class stay as they are. */
+function keyOf(question: Buffer): string {
+  const n = question.length - 4;
+  return question.toString('latin1', 0, n).replace(/[A-Z]+/g, (c) => c.toLowerCase()) + question.toString('latin1', n);
+}
+
 function soaMinimum(rr: Rr): number {
   return rr.rdata.length >= 4 ? rr.rdata.readUInt32BE(rr.rdata.length - 4) : 0;
 }
@@ -40,6 +46,17 @@ export function cacheTtl(a: Answer, o: Required<CacheOptions>): number | undefin
     return clamp(Math.min(soa.ttl, soaMinimum(soa)), 0, o.maxNegativeTtl) || undefined;
   }
   return undefined;
+}
+
+/**
+ * The answer as we serve it while cached: a positive answer's TTLs within the
+ * floor and ceiling (so clients cache it as long as we do, and no longer than
+ * the ceiling), a negative answer's SOA at the negative TTL (RFC 2308 §5).
+ */
+function bounded(a: Answer, ttl: number, o: Required<CacheOptions>): Answer {
+  const clamp = (rr: Rr): Rr => ({ ...rr, ttl: Math.min(Math.max(rr.ttl, o.minTtl), o.maxTtl) });
+  if (a.answers.length > 0) return { ...a, answers: a.answers.map(clamp), authority: a.authority.map(clamp), additional: a.additional.map(clamp) };
+  return { ...a, authority: a.authority.map((rr) => (rr.type === TYPE.SOA ? { ...rr, ttl } : rr)) };
 }
 
 function aged(a: Answer, ageSeconds: number, ttlFloor?: number): Answer {
@@ -66,7 +83,7 @@ export function createCache(opts: CacheOptions & { metrics: DnsMetrics; now?: ()
     size: () => entries.size,
     clear: () => entries.clear(),
     async serve(q, _ctx, next) {
-      const key = q.wire.toString('latin1').toLowerCase();
+      const key = keyOf(q.wire);
       const e = entries.get(key);
       const t = now();
       if (e) {
@@ -92,8 +109,9 @@ export function createCache(opts: CacheOptions & { metrics: DnsMetrics; now?: ()
       }
       const ttl = cacheTtl(answer, o);
       if (ttl === undefined) return { ...answer, reuse: 0 };
-      set(key, { answer, storedAt: t, ttl });
-      return { ...answer, reuse: ttl };
+      const served = bounded(answer, ttl, o);
+      set(key, { answer: served, storedAt: t, ttl });
+      return { ...served, reuse: ttl };
     },
   };
 }

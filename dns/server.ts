@@ -93,12 +93,12 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
     }
     const enc = encodeReply({
       id: q.id, rd: q.rd, cd: q.cd, aa: answer.aa, rcode: answer.rcode, question: q.question,
-      answers: answer.answers, authority: answer.authority, additional: answer.additional, opt: !!q.edns,
+      answers: answer.answers, authority: answer.authority, additional: answer.additional, opt: !!q.edns, do: q.edns?.do,
     });
     // Names some container is known by get asker-dependent answers: those never enter the packet cache.
     if (answer.reuse !== 0 && generation === view.generation && !view.current().containerNames.has(q.name)) {
       const now = Date.now();
-      packets.set(msg, 12 + q.question.length, replyFlags(msg, !!q.edns), {
+      packets.set(msg, 12 + q.question.length, replyFlags(msg, !!q.edns, q.edns?.do), {
         buf: Buffer.from(enc.buf), ttlOffsets: answer.reuse === 'view' ? [] : enc.ttlOffsets,
         ttls: enc.ttlOffsets.map((o) => enc.buf.readUInt32BE(o)), createdAt: now, lastAge: 0, generation,
         validUntil: answer.reuse === 'view' ? Infinity : now + answer.reuse * 1000,
@@ -119,8 +119,12 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
     const rd = (msg[2] & 0x01) !== 0;
     const opcode = (msg[2] >> 3) & 0x0f;
     if (opcode !== 0) {
-      metrics.query(0, RCODE.NOTIMP);
-      const r = bareReply({ id, rd, opt: false }, RCODE.NOTIMP);
+      // Echo the question and OPT when the message reads as one: an EDNS query must get OPT back
+      // (RFC 6891 §6.1.1), or dig and stub resolvers take us for a server that cannot do EDNS.
+      let shape: Query | undefined;
+      try { shape = parseQuery(msg); } catch { /* header only */ }
+      metrics.query(shape?.type ?? 0, RCODE.NOTIMP);
+      const r = bareReply({ id, rd, question: shape?.question, opt: !!shape?.edns, do: shape?.edns?.do }, RCODE.NOTIMP);
       r[2] |= opcode << 3;
       return { reply: r };
     }
@@ -133,17 +137,17 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
     }
     if (q.edns && q.edns.version > 0) {
       metrics.query(q.type, RCODE.BADVERS);
-      return { reply: bareReply({ id, rd, question: q.question, opt: true }, RCODE.BADVERS), q };
+      return { reply: bareReply({ id, rd, question: q.question, opt: true, do: q.edns.do }, RCODE.BADVERS), q };
     }
     // Zone transfers are not offered (the zone lives in the cluster store, not in files to copy):
     // REFUSED, as an authoritative server without a transfer policy answers, rather than an
     // SOA-only reply a client would take for an empty zone.
     if (q.type === TYPE.AXFR || q.type === TYPE.IXFR || (q.qclass !== CLASS_IN && q.qclass !== TYPE.ANY)) {
       metrics.query(q.type, RCODE.REFUSED);
-      return { reply: bareReply({ id, rd, question: q.question, opt: !!q.edns }, RCODE.REFUSED), q };
+      return { reply: bareReply({ id, rd, question: q.question, opt: !!q.edns, do: q.edns?.do }, RCODE.REFUSED), q };
     }
     const qEnd = 12 + q.question.length;
-    const hit = packets.get(msg, qEnd, replyFlags(msg, !!q.edns), Date.now(), view.generation);
+    const hit = packets.get(msg, qEnd, replyFlags(msg, !!q.edns, q.edns?.do), Date.now(), view.generation);
     if (hit) {
       const out = Buffer.allocUnsafe(hit.buf.length);
       hit.buf.copy(out);
@@ -162,7 +166,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
     const limit = q.edns ? Math.min(Math.max(q.edns.payload, 512), 65_535) : 512;
     if (reply.length <= limit) return reply;
     metrics.truncated();
-    return bareReply({ id: q.id, rd: q.rd, question: q.question, opt: !!q.edns }, reply[3] & 0x0f, true);
+    return bareReply({ id: q.id, rd: q.rd, question: q.question, opt: !!q.edns, do: q.edns?.do }, reply[3] & 0x0f, true);
   };
 
   const onUdp = (sock: dgram.Socket) => (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
@@ -170,7 +174,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
     if (msg.length >= 12 && (msg[2] & 0xf8) === 0) {
       const qq = quickQuestion(msg);
       if (qq) {
-        const hit = packets.get(msg, qq.qEnd, replyFlags(msg, qq.edns >= 0), Date.now(), view.generation);
+        const hit = packets.get(msg, qq.qEnd, replyFlags(msg, qq.edns >= 0, qq.do), Date.now(), view.generation);
         const limit = qq.edns < 0 ? 512 : Math.max(qq.edns, 512);
         if (hit && hit.buf.length <= limit) {
           const out = Buffer.allocUnsafe(hit.buf.length);

@@ -31,7 +31,7 @@ export interface Query {
   opcode: number;
   rd: boolean;
   cd: boolean;
-  /** Lower-cased presentation name without trailing dot ("" for the root). */
+  /** Lower-cased presentation name without trailing dot ("" for the root); dots and backslashes in a label escaped. */
   name: string;
   type: number;
   qclass: number;
@@ -82,13 +82,23 @@ function readName(buf: Buffer, off: number): { wire: Buffer; end: number } {
   return { wire: Buffer.concat(parts, total), end };
 }
 
-/** Wire name to lower-case presentation form (labels joined by dots, no escaping). */
+/**
+ * One label in presentation form: a dot or backslash inside a label is
+ * escaped, so `web\.team-a.svc...` (one label "web.team-a") can never be
+ * mistaken for the name `web.team-a.svc...`.
+ */
+function labelText(buf: Buffer, start: number, end: number): string {
+  const l = buf.toString('latin1', start, end);
+  return l.includes('.') || l.includes('\\') ? l.replace(/[.\\]/g, '\\$&') : l;
+}
+
+/** Wire name to lower-case presentation form (labels joined by dots; dots and backslashes in a label escaped). */
 export function wireToName(wire: Buffer, off = 0): string {
   let out = '';
   while (off < wire.length && wire[off] !== 0) {
     const len = wire[off];
     if (out) out += '.';
-    out += wire.toString('latin1', off + 1, off + 1 + len);
+    out += labelText(wire, off + 1, off + 1 + len);
     off += 1 + len;
   }
   return out.toLowerCase();
@@ -131,7 +141,7 @@ export function parseQuery(buf: Buffer): Query {
     if (len > 63) throw new DnsFormatError('bad label in question');
     if (off + 1 + len > buf.length) throw new DnsFormatError('question label runs past the end');
     if (off - 12 + len + 2 > 255) throw new DnsFormatError('question name longer than 255 octets');
-    name += (name ? '.' : '') + buf.toString('latin1', off + 1, off + 1 + len);
+    name += (name ? '.' : '') + labelText(buf, off + 1, off + 1 + len);
     off += 1 + len;
   }
   if (off + 4 > buf.length) throw new DnsFormatError('question type/class missing');
@@ -274,6 +284,8 @@ export interface Reply {
   additional: Rr[];
   /** Adds an OPT record with our payload size (when the query had EDNS). */
   opt: boolean;
+  /** The query's DO bit, copied into our OPT (RFC 3225 §3). */
+  do?: boolean;
 }
 
 /** Where the TTL fields of an encoded message are, so cached copies can age them. */
@@ -331,14 +343,15 @@ export function encodeReply(r: Reply): Encoded {
     opt.writeUInt16BE(TYPE.OPT, 1);
     opt.writeUInt16BE(OUR_PAYLOAD, 3);
     opt[5] = (r.rcode >> 4) & 0xff;
+    if (r.do) opt[7] = 0x80;
     chunks.push(opt); size += 11;
   }
   return { buf: Buffer.concat(chunks, size), ttlOffsets };
 }
 
 /** A reply with no records: errors, and the TC stub a UDP client retries over TCP. */
-export function bareReply(q: { id: number; rd: boolean; question?: Buffer; opt: boolean }, rcode: number, tc = false): Buffer {
-  return encodeReply({ id: q.id, rd: q.rd, aa: false, tc, rcode, question: q.question, answers: [], authority: [], additional: [], opt: q.opt }).buf;
+export function bareReply(q: { id: number; rd: boolean; question?: Buffer; opt: boolean; do?: boolean }, rcode: number, tc = false): Buffer {
+  return encodeReply({ id: q.id, rd: q.rd, aa: false, tc, rcode, question: q.question, answers: [], authority: [], additional: [], opt: q.opt, do: q.do }).buf;
 }
 
 /** Builds an outgoing query (to an upstream) around a question taken verbatim from a client. */

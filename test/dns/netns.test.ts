@@ -92,7 +92,9 @@ describe('dns server in namespaces', { skip: !isRoot && NEEDS_ROOT }, () => {
 
     const txt = ["a", "b", "c"].map((c) => c.repeat(200)).join(",");
     dnsmasq = lab.spawnIn(up, 'dnsmasq', ['-k', '-C', '/dev/null', '--no-resolv', '--no-hosts', `--listen-address=${UPSTREAM}`, '--bind-interfaces', '--pid-file=', '--user=root',
-      '--local=/example.test/', '--host-record=known.example.test,192.0.2.1', `--txt-record=big.example.test,${txt}`, '--local-ttl=1']);
+      '--local=/example.test/', '--host-record=known.example.test,192.0.2.1', `--txt-record=big.example.test,${txt}`, '--local-ttl=1',
+      // HTTPS (65, a 0x41 byte) and type 97 (0x61): one name, two types a case-folding cache key would merge.
+      '--dns-rr=h.example.test,65,000100', '--dns-rr=h.example.test,97,abcd', '--host-record=floor.example.test,192.0.2.3']);
     server = lab.spawnIn(host, process.execPath, [path.join(repoRoot, 'dist', 'cli', 'main.js'), 'dns', 'serve', '--listen', `${SERVER}:53`, '--store', `file:${storeDir}`, '--upstream', UPSTREAM]);
     let log = '';
     server.stderr?.on('data', (d) => (log += d));
@@ -155,6 +157,31 @@ describe('dns server in namespaces', { skip: !isRoot && NEEDS_ROOT }, () => {
     assert.equal((await dig('+noedns', `web.team-a.svc.${Z}`)).opt, undefined);
     assert.equal((await dig('+edns=1', '+noednsneg', `web.team-a.svc.${Z}`)).status, 'BADVERS');
     assert.equal((await dig('+opcode=2', `web.team-a.svc.${Z}`)).status, 'NOTIMP');
+  });
+
+  test('edges a reviewer checks with dig: DO echoed, NOTIMP keeps OPT, escaped dots, cache keys, TTL floor', async () => {
+    // RFC 3225 §3: the DO bit of the query is copied into the reply, cached or not.
+    for (let i = 0; i < 2; i++) assert.match((await dig('+dnssec', `web.team-a.svc.${Z}`)).opt ?? '', /flags: do;/);
+    assert.match((await dig(`web.team-a.svc.${Z}`)).opt ?? '', /flags:;/, 'no DO without +dnssec (not served from the DO entry)');
+    // An EDNS query answered NOTIMP still gets OPT back (dig would otherwise say "retry with +noedns").
+    const notimp = await dig('+opcode=1', `web.team-a.svc.${Z}`);
+    assert.equal(notimp.status, 'NOTIMP');
+    assert.match(notimp.opt ?? '', /version: 0/);
+    assert.doesNotMatch(notimp.raw, /retry with '\+noedns'/);
+    // One label "web.team-a" is not the two labels web and team-a: NXDOMAIN, not web's address under another owner.
+    const dotted = await dig('web\\.team-a.svc.' + Z);
+    assert.equal(dotted.status, 'NXDOMAIN');
+    assert.deepEqual(dotted.answer, []);
+    // Types that differ only by case in their bytes are different questions, for both caches.
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual((await dig('h.example.test', 'TYPE65')).answer, ['h.example.test. IN HTTPS 1 .']);
+      assert.deepEqual((await dig('h.example.test', 'TYPE97')).answer, ['h.example.test. IN TYPE97 \\# 2 ABCD']);
+    }
+    // dnsmasq says TTL 1; we keep it 5 s (the floor), and tell clients so rather than 1, then 0.
+    const ttls: number[] = [];
+    for (let i = 0; i < 2; i++) ttls.push(Number(/^floor\.example\.test\.\s+(\d+)\s+IN\s+A/m.exec((await dig('floor.example.test')).raw)?.[1]));
+    assert.equal(ttls[0], 5, 'the fresh answer carries the floor');
+    assert.ok(ttls[1] >= 4 && ttls[1] <= 5, `cached TTL ${ttls[1]} ages from the floor`);
   });
 
   test('a headless service losing its last ready endpoint becomes NXDOMAIN', async () => {

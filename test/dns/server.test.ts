@@ -280,3 +280,30 @@ describe('dns server under overload', () => {
     }
   });
 });
+
+describe('dns server cache TTLs as clients see them', () => {
+  test('positive TTLs within the ceiling, negative ones at min(SOA TTL, SOA minimum)', async () => {
+    const up = await startFakeUpstream(H);
+    const server = createDnsServer({ view: createReplicaView({ services, endpoints }), listen: [{ address: H, port: 0 }], upstreams: [{ address: H, port: up.port }], cache: { maxTtl: 60 } });
+    await server.start();
+    const port = server.addresses()[0].port;
+    try {
+      // Upstream TTL 3600, our ceiling 60: a client must not keep it longer than we do, fresh or cached.
+      for (let i = 0; i < 2; i++) {
+        const { msg } = await udpQuery(H, port, 'long.example.test', TYPE.A);
+        assert.deepEqual(msg.answers.map((r) => r.ttl), [60], `answer ${i}`);
+      }
+      // The fake zone's SOA has TTL 60 and minimum 30: the negative TTL is 30 (RFC 2308 §5).
+      for (let i = 0; i < 2; i++) {
+        const { msg } = await udpQuery(H, port, 'nx.example.test', TYPE.A);
+        assert.equal(msg.rcode, RCODE.NXDOMAIN);
+        const soa = msg.authority.find((r) => r.type === TYPE.SOA);
+        assert.ok(soa && soa.ttl <= 30 && soa.ttl >= 29, `SOA TTL ${soa?.ttl} in answer ${i}`);
+      }
+      assert.equal(up.queries, 2, 'both served from the cache the second time');
+    } finally {
+      await server.stop();
+      await up.close();
+    }
+  });
+});
