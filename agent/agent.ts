@@ -24,6 +24,7 @@ import { MeshworkError, withContext } from '../lib/errors';
 import type { AgentConfig } from './config';
 import { planSize, diff } from './diff';
 import { ensureHost, removeVtep, type HostState } from './host';
+import { acquireInstanceLock, type InstanceLock } from './instance-lock';
 import { applyPlan, readOverlay } from './kernel';
 import type { Logger } from './logger';
 import { createAgentMetrics, type AgentMetrics } from './metrics';
@@ -80,6 +81,7 @@ export function createAgent(cfg: AgentConfig, deps: AgentDeps): Agent {
 
   const nodes = new Map<string, NodeRecord>();
   let lease: Lease | undefined;
+  let instance: InstanceLock | undefined;
   let host: HostState | undefined;
   let subnets: string[] = [];
   let watch: Watch | undefined;
@@ -274,9 +276,13 @@ export function createAgent(cfg: AgentConfig, deps: AgentDeps): Agent {
     ready,
     async start() {
       try {
+        // First: a twin agent must not touch the store or the kernel (see instance-lock.ts).
+        instance = await acquireInstanceLock(cfg.network, cfg.node, deps.netnsPath);
         await register();
         await listAndWatch();
       } catch (err) {
+        await instance?.release();
+        instance = undefined;
         throw withContext(`agent ${cfg.node}`, err);
       }
       kick();
@@ -298,6 +304,7 @@ export function createAgent(cfg: AgentConfig, deps: AgentDeps): Agent {
         removeNodeState(cfg.stateDir, cfg.network);
         log.info('node left the cluster', { node: cfg.node });
       }
+      await instance?.release();
     },
     async reconcileNow() {
       await running;

@@ -38,12 +38,15 @@ export interface AgentConfig {
   dns?: string;
 }
 
-export type AgentConfigInput = Partial<Omit<AgentConfig, 'subnetLen' | 'clusterCidrs'>> & {
+type Numeric = 'vni' | 'port' | 'mtu' | 'leaseTtlSeconds' | 'resyncSeconds';
+
+/** What a caller hands in: numbers may still be flag text, checked (and named) here once. */
+export type AgentConfigInput = Partial<Omit<AgentConfig, 'subnetLen' | 'clusterCidrs' | Numeric>> & {
   node?: string; underlay?: string;
   clusterCidrs?: string[] | string;
   subnetLen?: number | string;
   subnetLen6?: number | string;
-};
+} & { [K in Numeric]?: number | string };
 
 const NAME = /^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?$/;
 const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;

@@ -72,6 +72,7 @@ async function runAgent(f: AgentFlags): Promise<void> {
   const { jsonLogger } = await import('../agent/logger');
   const { openNetlink } = await import('../cni/netlink/socket');
   const { openStore } = await import('../store/open');
+  const { withContext } = await import('../lib/errors');
   const { Registry, collectDefaultMetrics } = await import('prom-client');
   const { startHosted, parseDnsListen } = await import('../agent/hosted');
   const dnsAddress = (text: string) => { const l = parseDnsListen(text); return l.address; };
@@ -81,10 +82,11 @@ async function runAgent(f: AgentFlags): Promise<void> {
     node: f.node, underlay: f.underlay, network: f.network,
     clusterCidrs: f.clusterCidr.length ? f.clusterCidr : undefined,
     subnetLen: f.subnetLen, subnetLen6: f.subnetLen6,
-    vni: f.vni === undefined ? undefined : Number(f.vni), port: f.vxlanPort === undefined ? undefined : Number(f.vxlanPort),
-    vxlanName: f.vxlanName, bridgeName: f.bridge, mtu: f.mtu === undefined ? undefined : Number(f.mtu), udpCsum: !!f.vxlanUdpCsum, ipMasq: f.ipMasq !== false,
-    leaseTtlSeconds: f.leaseTtl === undefined ? undefined : Number(f.leaseTtl),
-    resyncSeconds: f.resync === undefined ? undefined : Number(f.resync),
+    // Flag text goes in as is: agentConfig checks it and names the flag ("got \"abc\"", not "got null").
+    vni: f.vni, port: f.vxlanPort,
+    vxlanName: f.vxlanName, bridgeName: f.bridge, mtu: f.mtu, udpCsum: !!f.vxlanUdpCsum, ipMasq: f.ipMasq !== false,
+    leaseTtlSeconds: f.leaseTtl,
+    resyncSeconds: f.resync,
     stateDir: f.stateDir,
     dns: f.dns ? dnsAddress(f.dns) : undefined,
   });
@@ -125,9 +127,21 @@ async function runAgent(f: AgentFlags): Promise<void> {
     process.once('SIGINT', () => onSignal('SIGINT'));
   });
 
+  // The metrics port is bound first: a port in use is a start-up error, not an agent running unobserved.
+  if (listen) {
+    try {
+      const addr = await web.start(listen.host, listen.port);
+      log.info('metrics listening', { address: addr.address, port: addr.port });
+    } catch (err) {
+      await store.close().catch(() => {});
+      nl.close();
+      throw withContext(`--metrics ${f.metrics}`, err);
+    }
+  }
   try {
     await agent.start();
   } catch (err) {
+    await web.stop().catch(() => {});
     await store.close().catch(() => {});
     nl.close();
     throw err;
@@ -139,13 +153,10 @@ async function runAgent(f: AgentFlags): Promise<void> {
     await hosted?.stop();
     await vips?.stop();
     await agent.stop();
+    await web.stop().catch(() => {});
     await store.close().catch(() => {});
     nl.close();
     throw err;
-  }
-  if (listen) {
-    const addr = await web.start(listen.host, listen.port);
-    log.info('metrics listening', { address: addr.address, port: addr.port });
   }
   log.info('agent started', { node: cfg.node, network: cfg.network, subnets: agent.status().subnets });
   await done;

@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { transaction, type AttachmentContext, type BaseContext, type Deferrer, type Driver, type GcContext } from './driver';
+import { releaseAfterFailedAdd, transaction, type AttachmentContext, type BaseContext, type Deferrer, type Driver, type GcContext } from './driver';
 import { attachmentKey, hostVethName, HOST_VETH_RE, NetworkState, type AttachmentRecord } from './bridge-state';
 import { field, show } from '../config';
 import { CniCode, CniError, ConfigError, UnsupportedFieldError, type NetConf, type Result, type ResultRoute } from '../types';
@@ -272,7 +272,7 @@ async function add(ctx: AttachmentContext, cfg: BridgeConfig): Promise<Result> {
       // Registered before the call: an IPAM that fails half-way (one family of
       // two, an external plugin that dies) must not keep what it took. DEL of
       // nothing is success.
-      tx.onUndo('release the IPAM allocation', () => ctx.ipam.del());
+      tx.onUndo('release the IPAM allocation', () => releaseAfterFailedAdd(ctx.ipam));
       const ipamResult = await ctx.ipam.add();
       const p = plan(ipamResult, cfg);
       if (!p.ips.length) throw new CniError(CniCode.invalidConfig, 'IPAM returned no address');

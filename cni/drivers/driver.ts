@@ -7,7 +7,8 @@
  * undo, and a failure unwinds them in reverse so nothing of the call is left.
  */
 import type { Attachment, NetConf, Result } from '../types';
-import { UnsupportedFieldError } from '../types';
+import { CniCode, UnsupportedFieldError } from '../types';
+import { MeshworkError } from '../../lib/errors';
 import type { SpecVersion } from '../version';
 import type { IpamResult } from '../ipam/types';
 
@@ -19,6 +20,19 @@ export interface IpamPort {
   del(): Promise<void>;
   check(): Promise<void>;
   gc(valid: Attachment[]): Promise<void>;
+}
+
+/**
+ * The undo of a failed ADD's IPAM step: DEL, except that an IPAM which could
+ * not read its config took nothing, so that config error is not reported a
+ * second time as a cleanup failure.
+ */
+export function releaseAfterFailedAdd(ipam: IpamPort): Promise<void> {
+  return ipam.del().catch((err: unknown) => {
+    // CniError and IPAM's own errors both carry the CNI code as a string.
+    if (err instanceof MeshworkError && err.code === String(CniCode.invalidConfig)) return;
+    throw err;
+  });
 }
 
 /**

@@ -10,7 +10,7 @@
  * (at most the master's), `ipam` (required).
  */
 import * as fs from 'node:fs';
-import { transaction, type AttachmentContext, type BaseContext, type Driver, type GcContext } from './driver';
+import { releaseAfterFailedAdd, transaction, type AttachmentContext, type BaseContext, type Driver, type GcContext } from './driver';
 import { field, show } from '../config';
 import { CniCode, CniError, ConfigError, type NetConf, type Result, type ResultRoute } from '../types';
 import { withNetlink, netnsFd, ExistsError, NotFoundError } from '../netlink/socket';
@@ -80,7 +80,7 @@ async function add(ctx: AttachmentContext, cfg: MacvlanConfig): Promise<Result> 
     });
 
     const ipamResult = await ctx.ipam.add();
-    tx.onUndo('release the IPAM allocation', () => ctx.ipam.del());
+    tx.onUndo('release the IPAM allocation', () => releaseAfterFailedAdd(ctx.ipam));
     const a = addressing(ipamResult);
     if (!a.ips.length) throw new CniError(CniCode.invalidConfig, 'IPAM returned no address');
 

@@ -72,11 +72,84 @@ test('meshwork agent: bad flags get one clear line, no stack trace', () => {
     [['--node', 'n1', '--underlay', '192.0.2.1', '--cluster-cidr', '10.1.2.0/16'], /--cluster-cidr: .*host bits set/],
     [['--node', 'n1', '--underlay', '192.0.2.1', '--metrics', 'localhost'], /--metrics: expected ADDR:PORT/],
     [['--node', 'n1', '--underlay', '192.0.2.1', '--store', 'zk:foo'], /unknown store kind "zk"/],
+    [['--node', 'n1', '--underlay', '192.0.2.1', '--lease-ttl', 'abc'], /--lease-ttl: expected an integer from 1 to 3600, got "abc"/],
+    [['--node', 'n1', '--underlay', '192.0.2.1', '--vni', '1.5'], /--vni: expected an integer .*, got "1.5"/],
   ];
   for (const [args, re] of cases) {
     const r = sh(process.execPath, [MESHWORK, 'agent', ...args], { allowFail: true });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, re);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+});
+
+test('meshwork agent: a second agent for the same network on one host is refused before it touches the store; a killed one frees the host at once', { skip: !isRoot && NEEDS_ROOT, timeout: 60_000 }, async () => {
+  const lab = new Lab();
+  try {
+    const h = lab.netns('h');
+    const o = lab.netns('o');
+    lab.veth(h, 'eth0', '192.168.93.1/24', o, 'eth0', '192.168.93.2/24');
+    const storeSpec = `file:${lab.tmp}/store`;
+    // Same node name and underlay: to the store, a twin looks exactly like a restart.
+    const start = () => {
+      const child = lab.spawnIn(h, process.execPath, [MESHWORK, 'agent', '--node', 'n1', '--underlay', '192.168.93.1', '--store', storeSpec,
+        '--network', 'mesh', '--cluster-cidr', '10.99.0.0/16', '--state-dir', path.join(lab.tmp, 'state'), '--lease-ttl', '2', '--metrics', '127.0.0.1:0']);
+      let log = '';
+      child.stderr!.on('data', (d) => (log += d));
+      const exit = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+      return { child, exit, log: () => log };
+    };
+    const a = start();
+    await eventually(() => a.log().includes('"agent started"'), 20_000, 'agent start');
+    const store = await openStore(storeSpec);
+    try {
+      const before = (await store.get(keys.node('n1')))!;
+      const twin = start();
+      const code = await Promise.race([twin.exit, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+      assert.equal(code, 1, `the twin must exit with an error: ${twin.log()}`);
+      assert.match(twin.log(), new RegExp(`another meshwork agent \\(pid \\d+, node n1\\) already serves network mesh on this host`));
+      assert.doesNotMatch(twin.log(), /\n\s+at |"node registered"/);
+      // The running agent's registration is untouched, and stays so past the lease TTL.
+      await new Promise((r) => setTimeout(r, 3000));
+      const after = (await store.get(keys.node('n1')))!;
+      assert.equal(after.modRevision, before.modRevision, 'the twin re-registered the node');
+      assert.doesNotMatch(a.log(), /own node record deleted/);
+      assert.equal(a.child.exitCode, null);
+
+      // SIGKILL: the kernel frees the guard with the process, so a replacement starts at once.
+      a.child.kill('SIGKILL');
+      await a.exit;
+      const b = start();
+      await eventually(() => b.log().includes('"agent started"'), 20_000, `replacement start: ${b.log()}`);
+      b.child.kill('SIGTERM');
+      assert.equal(await b.exit, 0);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await lab.cleanup();
+  }
+});
+
+test('meshwork agent: a metrics port already in use stops start-up with an error naming --metrics', { skip: !isRoot && NEEDS_ROOT, timeout: 60_000 }, async () => {
+  const lab = new Lab();
+  try {
+    const h = lab.netns('h');
+    lab.veth(h, 'eth0', '192.168.93.1/24', lab.netns('o'), 'eth0', '192.168.93.2/24');
+    // Something else holds the port in the host's namespace.
+    const holder = lab.spawnIn(h, 'python3', ['-c', 'import socket,time\ns=socket.socket();s.bind(("127.0.0.1",9499));s.listen();print("up",flush=True);time.sleep(60)']);
+    let up = '';
+    holder.stdout!.on('data', (d) => (up += d));
+    await eventually(() => up.includes('up'), 10_000, 'port holder');
+    const r = await h.run(process.execPath, [MESHWORK, 'agent', '--node', 'n1', '--underlay', '192.168.93.1', '--store', `file:${lab.tmp}/store`,
+      '--network', 'mesh', '--cluster-cidr', '10.98.0.0/16', '--state-dir', path.join(lab.tmp, 'state'), '--metrics', '127.0.0.1:9499'], { timeoutMs: 20_000 });
+    assert.equal(r.code, 1, `agent must exit, not run unobserved: ${r.stderr}`);
+    assert.match(r.stderr, /--metrics 127\.0\.0\.1:9499: .*EADDRINUSE/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    // Nothing was registered: the node never joined.
+    const store = await openStore(`file:${lab.tmp}/store`);
+    try { assert.equal(await store.get(keys.node('n1')), undefined); } finally { await store.close(); }
+  } finally {
+    await lab.cleanup();
   }
 });

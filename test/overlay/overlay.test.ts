@@ -91,6 +91,18 @@ test('dual-stack overlay: IPv4 and IPv6 pod subnets, TCP both ways over both fam
     assert.ok(a.ip6 && b.ip6, 'pods got IPv6 addresses from their node subnets');
     for (const fam of [4, 6] as const) { await o.expectReach(a, b, 15_000, fam); await o.expectReach(b, a, 15_000, fam); }
     assert.match(hosts[0].ns.ip('-6', 'route', 'show', 'dev', 'mw.vx1'), /fd96:.*via fd96:.* onlink/);
+
+    // A bad IPAM field in an overlay config: code 7 naming it, once (IPAM that could not read its
+    // config took nothing, so its release is not reported as a failed cleanup), and nothing left.
+    const bad = JSON.stringify({ ...JSON.parse(o.cniConf(hosts[0])), ipam: { type: 'meshwork', dataDir: 7 } });
+    const ns = lab.netns('bad');
+    const linksBefore = hosts[0].ns.ip('-o', 'link', 'show');
+    const err = await o.cni(hosts[0], 'ADD', { ns, containerId: `${lab.id}-bad` }, bad).then(() => assert.fail('ADD succeeded'), (e: Error) => e.message);
+    const json = JSON.parse(err.slice(err.indexOf('{'), err.indexOf('}\n') + 1));
+    assert.equal(json.code, 7, err);
+    assert.match(json.msg, /ipam\.dataDir/);
+    assert.doesNotMatch(err, /cleanup after the failure/);
+    assert.equal(hosts[0].ns.ip('-o', 'link', 'show'), linksBefore, 'no link left behind');
   } finally {
     await lab.cleanup();
   }
