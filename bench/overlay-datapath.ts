@@ -5,8 +5,8 @@
  * ratio well under 1 points at MTU or offload settings. A third path is the
  * kernel's reference for the same design: two hosts wired by hand with `ip`
  * and `bridge` exactly as flannel's VXLAN backend wires them (bridge, VXLAN
- * with nolearning, onlink route, permanent neighbour, FDB entry), on the same
- * kind of underlay. meshwork/reference near 1 means meshwork adds nothing to
+ * with nolearning, onlink route, permanent neighbour, FDB entry, and the
+ * masquerade of its default --ip-masq), on the same kind of underlay. meshwork/reference near 1 means meshwork adds nothing to
  * the kernel's cost; the bridge ratio then is what VXLAN costs on this machine.
  *   node dist/bench/overlay-datapath.js [seconds=5] [rounds=2]
  */
@@ -38,6 +38,9 @@ function handBuilt(lab: Lab): { client: { ns: Netns }; remote: { ip: string; ns:
     h.ip('link', 'add', 'vx', 'type', 'vxlan', 'id', '1', 'local', `192.168.91.${i}`, 'dev', 'eth0', 'dstport', '8472', 'nolearning');
     h.ip('link', 'set', 'vx', 'address', `02:00:00:00:00:0${i}`, 'mtu', '1450', 'up');
     h.ip('addr', 'add', `10.97.${i}.0/32`, 'dev', 'vx');
+    // flannel's default --ip-masq: traffic leaving the cluster CIDR is masqueraded,
+    // which turns on connection tracking for every packet, as meshwork's egress table does.
+    h.sh('nft', ['-f', '-'], { input: `table ip flannel-masq {\n  chain post {\n    type nat hook postrouting priority srcnat;\n    ip saddr 10.97.${i}.0/24 ip daddr != 10.97.0.0/16 ip daddr != 224.0.0.0/4 masquerade\n  }\n}\n` });
     return h;
   });
   for (const [a, b] of [[1, 2], [2, 1]]) {
