@@ -5,7 +5,8 @@
  *   const vips = createServiceVips({ store, registry, logger });
  *   await vips.start();        // list + watch Services and endpoints, first sync
  *   await vips.reconcileNow(); // tests: one pass now, throws if nft refused it
- *   await vips.stop();         // stop watching, remove the table
+ *   await vips.stop();         // stop watching, remove the table (decommission)
+ *   await vips.stop({ keepTable: true }); // a restart: VIPs keep working meanwhile
  *
  * Deps:
  *   store       the cluster Store; Services at keys.policies('Service'),
@@ -69,7 +70,12 @@ export interface SyncResult {
 
 export interface ServiceVips {
   start(): Promise<void>;
-  stop(): Promise<void>;
+  /**
+   * Stops watching. Removes the table unless `keepTable`: an agent that is only
+   * restarting leaves it in force, so new connections to VIPs keep working
+   * until its successor takes over (its first pass replaces the table whole).
+   */
+  stop(opts?: { keepTable?: boolean }): Promise<void>;
   /** Runs one pass now (after any pass in flight); `force` re-applies an unchanged ruleset. */
   reconcileNow(opts?: { force?: boolean }): Promise<SyncResult>;
 }
@@ -203,6 +209,7 @@ export function createServiceVips(deps: ServiceVipsDeps): ServiceVips {
       lastPass = { generation: built, result: { applied, table: t } };
       metrics?.services.set(new Set(t.entries.map((e) => e.service)).size);
       metrics?.endpoints.set(t.entries.reduce((n, e) => n + e.backends.length, 0));
+      metrics?.noEndpoints.set(t.entries.filter((e) => e.backends.length === 0).length);
       return { applied, table: t };
     } catch (err) {
       metrics?.syncErrors.inc();
@@ -268,7 +275,7 @@ export function createServiceVips(deps: ServiceVipsDeps): ServiceVips {
         resync.unref();
       }
     },
-    async stop() {
+    async stop(opts = {}) {
       if (!started) { stopped = true; return; }
       if (stopped) return;
       stopped = true;
@@ -276,6 +283,7 @@ export function createServiceVips(deps: ServiceVipsDeps): ServiceVips {
       if (resync) clearInterval(resync);
       await closeWatches();
       await chain;
+      if (opts.keepTable) return;
       try {
         await nft(deleteScript(table));
       } catch (err) {

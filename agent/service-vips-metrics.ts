@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 export interface VipMetrics {
   services: Gauge;
   endpoints: Gauge;
+  noEndpoints: Gauge;
   syncs: Counter;
   syncErrors: Counter;
   syncSeconds: Histogram;
@@ -14,6 +15,7 @@ export function createVipMetrics(registry: Registry): VipMetrics {
   return {
     services: new Gauge({ name: 'meshwork_vips_services', help: 'Services with a cluster IP programmed in the host VIP table', registers }),
     endpoints: new Gauge({ name: 'meshwork_vips_endpoints', help: 'DNAT targets programmed: ready endpoints summed over every VIP port', registers }),
+    noEndpoints: new Gauge({ name: 'meshwork_vips_ports_without_endpoints', help: 'VIP ports (address, protocol, port) with no ready endpoint: connections to them are refused', registers }),
     syncs: new Counter({ name: 'meshwork_vips_sync_total', help: 'VIP reconcile passes (an unchanged ruleset is checked but not re-applied)', registers }),
     syncErrors: new Counter({ name: 'meshwork_vips_sync_errors_total', help: 'VIP reconcile passes that failed (nft refused or could not run)', registers }),
     syncSeconds: new Histogram({

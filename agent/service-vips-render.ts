@@ -5,7 +5,8 @@
  *   nat prerouting/output  -> services: `daddr . l4proto . dport` vmap -> svc-<hash>
  *   svc-<hash>             -> `numgen random mod N` vmap -> ep-<hash> (one chain per backend)
  *   ep-<hash>              -> hairpin mark if the client is the backend; dnat to backend
- *   filter prerouting/output (before nat) -> no-endpoints vmap -> reject (tcp reset / icmp)
+ *   filter prerouting/output (before nat) -> no-endpoints vmap -> reject (tcp reset / icmp),
+ *                          and a VIP on a port it does not serve -> reject (as kube-proxy's cluster-ips-check)
  *   nat postrouting        -> masquerade what carries our mark
  *
  * One more rule covers hosts without br_netfilter: when the backend is reached
@@ -83,7 +84,12 @@ export interface VipObjects {
   elements: Map<string, Map<string, string>>;
 }
 
-export const ELEMENT_HOLDERS = ['vips4', 'vips6', 'service-ips4', 'service-ips6', 'no-endpoints4', 'no-endpoints6'] as const;
+/**
+ * vips: every VIP address; service-ports: every address . protocol . port a
+ * VIP serves (with or without endpoints); service-ips and no-endpoints: where
+ * each of those goes.
+ */
+export const ELEMENT_HOLDERS = ['vips4', 'vips6', 'service-ports4', 'service-ports6', 'service-ips4', 'service-ips6', 'no-endpoints4', 'no-endpoints6'] as const;
 
 export function objectsOf(t: VipTable, o: RenderOptions): VipObjects {
   const mark = hex(o.masqueradeMark);
@@ -91,11 +97,12 @@ export function objectsOf(t: VipTable, o: RenderOptions): VipObjects {
   const elements: VipObjects['elements'] = new Map(ELEMENT_HOLDERS.map((n) => [n, new Map<string, string>()]));
   for (const e of t.entries) {
     const key = `${e.vip} . ${e.protocol} . ${e.port}`;
+    elements.get(`vips${e.family}`)!.set(e.vip, '');
+    elements.get(`service-ports${e.family}`)!.set(key, '');
     if (e.backends.length === 0) {
       elements.get(`no-endpoints${e.family}`)!.set(key, 'goto reject-no-endpoints');
       continue;
     }
-    elements.get(`vips${e.family}`)!.set(e.vip, '');
     elements.get(`service-ips${e.family}`)!.set(key, `goto ${svcChain(e)}`);
     const pick = e.backends.length === 1
       ? `goto ${epChain(e, e.backends[0])}`
@@ -113,9 +120,11 @@ export function objectsOf(t: VipTable, o: RenderOptions): VipObjects {
   return { chains, elements };
 }
 
+const isSet = (name: string) => name.startsWith('vips') || name.startsWith('service-ports');
 const holderType = (name: string) => {
   const f = name.endsWith('6') ? 6 : 4;
-  return name.startsWith('vips') ? `type ${addrType(f)}` : `type ${addrType(f)} . inet_proto . inet_service : verdict`;
+  if (name.startsWith('vips')) return `type ${addrType(f)}`;
+  return `type ${addrType(f)} . inet_proto . inet_service${isSet(name) ? '' : ' : verdict'}`;
 };
 const elementText = (key: string, value: string) => (value ? `${key} : ${value}` : key);
 
@@ -129,9 +138,10 @@ function renderTable(obj: VipObjects, o: RenderOptions): string {
   const mark = hex(o.masqueradeMark);
   for (const name of ELEMENT_HOLDERS) {
     const els = [...obj.elements.get(name)!].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => elementText(k, v));
-    block(`${name.startsWith('vips') ? 'set' : 'map'} ${name}`, [holderType(name), ...(els.length ? [`elements = { ${els.join(',\n      ')} }`] : [])]);
+    block(`${isSet(name) ? 'set' : 'map'} ${name}`, [holderType(name), ...(els.length ? [`elements = { ${els.join(',\n      ')} }`] : [])]);
   }
   block('chain reject-no-endpoints', ['meta l4proto tcp reject with tcp reset', 'reject']);
+  block('chain reject-unserved-port', ['meta l4proto tcp reject with tcp reset', 'reject']);
   for (const [name, c] of [...obj.chains].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     block(`chain ${name}`, [...(c.comment ? [`comment "${c.comment}"`] : []), ...c.rules]);
   }
@@ -139,13 +149,16 @@ function renderTable(obj: VipObjects, o: RenderOptions): string {
     'ip daddr . meta l4proto . th dport vmap @service-ips4',
     'ip6 daddr . meta l4proto . th dport vmap @service-ips6',
   ]);
-  const noEndpoints = [
+  const refuse = [
     'ct state new ip daddr . meta l4proto . th dport vmap @no-endpoints4',
     'ct state new ip6 daddr . meta l4proto . th dport vmap @no-endpoints6',
+    // Nothing would DNAT these: refused here rather than routed on, out of the default route, as if the VIP were a real host.
+    'ct state new ip daddr @vips4 ip daddr . meta l4proto . th dport != @service-ports4 goto reject-unserved-port',
+    'ct state new ip6 daddr @vips6 ip6 daddr . meta l4proto . th dport != @service-ports6 goto reject-unserved-port',
   ];
-  // Filter chains run before nat (-110 < -100): a VIP with no backend is refused before routing.
-  block('chain filter-prerouting', ['type filter hook prerouting priority -110; policy accept;', ...noEndpoints]);
-  block('chain filter-output', ['type filter hook output priority -110; policy accept;', ...noEndpoints]);
+  // Filter chains run before nat (-110 < -100): a VIP port without a backend, or not served at all, is refused before routing.
+  block('chain filter-prerouting', ['type filter hook prerouting priority -110; policy accept;', ...refuse]);
+  block('chain filter-output', ['type filter hook output priority -110; policy accept;', ...refuse]);
   block('chain nat-prerouting', ['type nat hook prerouting priority -100; policy accept;', 'jump services']);
   block('chain nat-output', ['type nat hook output priority -100; policy accept;', 'jump services']);
   if (o.sameLinkMasquerade) {

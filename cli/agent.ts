@@ -116,7 +116,8 @@ async function runAgent(f: AgentFlags): Promise<void> {
       log.info('stopping', { signal: sig, leave: !!f.leaveOnStop });
       (async () => {
         await hosted?.stop();
-        await vips?.stop();
+        // A restart leaves the VIP table in force (new connections keep working); only leaving removes it.
+        await vips?.stop({ keepTable: !f.leaveOnStop });
         await agent.stop({ leave: !!f.leaveOnStop }).catch((err) => log.error('stop failed', { err }));
         await web.stop().catch(() => {});
         await store.close().catch(() => {});

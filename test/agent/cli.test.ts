@@ -24,7 +24,7 @@ test('meshwork agent: metrics, health, hosted DNS and CNI daemon; SIGTERM keeps 
       child.stderr!.on('data', (d) => (log += d));
       return { child, log: () => log };
     };
-    const a = start(['--dns', '127.0.0.1:5353', '--cni-socket', sock]);
+    const a = start(['--dns', '127.0.0.1:5353', '--cni-socket', sock, '--service-vips']);
     await eventually(() => a.log().includes('"agent started"'), 20_000, 'agent start');
     const port = /"metrics listening".*"port":(\d+)/.exec(a.log())![1];
     const metrics = h.sh('curl', ['-sf', `http://127.0.0.1:${port}/metrics`]).stdout;
@@ -49,8 +49,9 @@ test('meshwork agent: metrics, health, hosted DNS and CNI daemon; SIGTERM keeps 
     const store = await openStore(storeSpec);
     try {
       assert.ok(await store.get(keys.node('n1')), 'node record kept across a restart');
+      assert.match(h.sh('nft', ['list', 'tables']).stdout, /inet meshwork-svc/, 'a restart leaves the VIP table in force');
       // Decommission: --leave-on-stop revokes the lease on SIGTERM.
-      const b = start(['--leave-on-stop']);
+      const b = start(['--leave-on-stop', '--service-vips']);
       await eventually(() => b.log().includes('"agent started"'), 20_000, 'agent restart');
       const exitB = new Promise<number | null>((r) => b.child.once('exit', (c) => r(c)));
       b.child.kill('SIGTERM');
@@ -58,6 +59,7 @@ test('meshwork agent: metrics, health, hosted DNS and CNI daemon; SIGTERM keeps 
       assert.equal(await store.get(keys.node('n1')), undefined);
       assert.equal((await store.list(keys.subnets('mesh'))).items.length, 0);
       assert.doesNotMatch(h.ip('-o', 'link'), /mw\.vx1/);
+      assert.doesNotMatch(h.sh('nft', ['list', 'tables']).stdout, /meshwork-/, 'leaving removes the VIP and egress tables');
     } finally {
       await store.close();
     }

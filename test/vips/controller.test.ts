@@ -77,6 +77,7 @@ test('follows the store: a full sync on start, then only the differences; unchan
     const text = await registry.metrics();
     assert.match(text, /^meshwork_vips_services 1$/m);
     assert.match(text, /^meshwork_vips_endpoints 0$/m);
+    assert.match(text, /^meshwork_vips_ports_without_endpoints 1$/m);
     assert.match(text, /^meshwork_vips_sync_errors_total 0$/m);
     const syncs = Number(/^meshwork_vips_sync_total (\d+)$/m.exec(text)![1]);
     assert.ok(syncs >= 6, `passes counted: ${syncs}`);
@@ -183,6 +184,23 @@ test('UDP endpoints that leave get their conntrack entries cleared; a missing co
     assert.equal(lines.filter((l) => l.includes('conntrack not installed')).length, 1, lines.join('\n'));
   } finally {
     await vips.stop();
+    await store.close();
+  }
+});
+
+test('stop keeping the table (a restart) stops watching and runs no nft', async () => {
+  const store = createMemoryStore();
+  const r = recorder();
+  await store.put(keys.policy('Service', 'prod', 'web'), service('web', '10.96.0.10'));
+  const vips = createServiceVips({ store, nft: r.nft, sameLinkMasquerade: false });
+  try {
+    await vips.start();
+    await vips.stop({ keepTable: true });
+    assert.equal(r.scripts.length, 1, 'only the start-up sync; no delete');
+    await putEp(store, 'a', '10.1.0.2', 'web');
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(r.scripts.length, 1, 'no more passes after stop');
+  } finally {
     await store.close();
   }
 });

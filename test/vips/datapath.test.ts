@@ -134,6 +134,19 @@ for (const brNetfilter of [false, true]) {
         assert.match(table, new RegExp(`${EMPTY_VIP.replace(/\./g, '\\.')} \\. tcp \\. 80`));
       });
 
+      await t.test('a port the VIP does not serve is refused at once, not routed on as if the VIP were a host', async () => {
+        // 8080 is the endpoints' port, 53/udp is served by another VIP: neither is a port of this one.
+        assert.deepEqual(await topo.probe(client, 'tcp', VIP, 443, 2), { 'error:ECONNREFUSED': 2 });
+        assert.deepEqual(await topo.probe(client, 'tcp', VIP, TCP_PORT, 2), { 'error:ECONNREFUSED': 2 });
+        assert.deepEqual(await topo.probe(client, 'udp', VIP, 53, 2), { 'error:ECONNREFUSED': 2 });
+        assert.deepEqual(await topo.probe(client, 'tcp', VIP6, 443, 2), { 'error:ECONNREFUSED': 2 });
+        assert.deepEqual(await topo.probe(client, 'tcp', EMPTY_VIP, 443, 2), { 'error:ECONNREFUSED': 2 });
+        assert.deepEqual(await topo.probe(topo.host, 'tcp', VIP, 443, 2), { 'error:ECONNREFUSED': 2 });
+        // The served ports are untouched.
+        const tally = await topo.probe(client, 'tcp', VIP, 80, 10);
+        assert.equal((tally.pa ?? 0) + (tally.pb ?? 0), 10, JSON.stringify(tally));
+      });
+
       await t.test('hairpin: a pod reaches itself through a VIP', async () => {
         assert.deepEqual(await topo.probe(a, 'tcp', SELF_VIP, 80, 5), { pa: 5 });
         const mixed = await topo.probe(a, 'tcp', VIP, 80, 40);
@@ -146,8 +159,21 @@ for (const brNetfilter of [false, true]) {
         const text = await registry.metrics();
         assert.match(text, /^meshwork_vips_services 4$/m);
         assert.match(text, /^meshwork_vips_endpoints 7$/m); // http 2 + 2 (v4, v6), udp 2, self 1, nobody 0
+        assert.match(text, /^meshwork_vips_ports_without_endpoints 4$/m); // nobody: 80/tcp and 53/udp on both VIPs
         assert.match(text, /^meshwork_vips_sync_errors_total 0$/m);
         assert.match(text, /^meshwork_vips_sync_duration_seconds_count \d+$/m);
+      });
+
+      await t.test('a restart (stop keeping the table) leaves VIPs working; the next controller takes over', async () => {
+        await vips!.stop({ keepTable: true });
+        vips = undefined;
+        assert.match(topo.tables(), /meshwork-svc/);
+        const during = await topo.probe(client, 'tcp', VIP, 80, 20);
+        assert.equal((during.pa ?? 0) + (during.pb ?? 0), 20, `answered while no agent runs: ${JSON.stringify(during)}`);
+        vips = createServiceVips({ store, netnsPath: topo.host.path });
+        await vips.start();
+        const after = await topo.probe(client, 'tcp', VIP, 80, 20);
+        assert.equal((after.pa ?? 0) + (after.pb ?? 0), 20, JSON.stringify(after));
       });
 
       await t.test('stop removes the table', async () => {

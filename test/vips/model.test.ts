@@ -89,6 +89,9 @@ test('render: deterministic, hashed chain names, user names only in sanitised co
   assert.match(a, /numgen random mod 2 vmap \{ 0 : goto ep-[0-9a-f]{12}, 1 : goto ep-[0-9a-f]{12} \}/);
   assert.match(a, /meta l4proto udp dnat ip6 to \[fd00::3\]:5353/);
   assert.match(a, /fib daddr \. iif oif exists/);
+  // Every served address . protocol . port, so any other port of a VIP is refused.
+  assert.match(a, /set service-ports6 \{\s+type ipv6_addr \. inet_proto \. inet_service\s+elements = \{ fd00:96::a \. tcp \. 53,\s+fd00:96::a \. udp \. 53 \}/);
+  assert.match(a, /ip daddr @vips4 ip daddr \. meta l4proto \. th dport != @service-ports4 goto reject-unserved-port/);
   assert.doesNotMatch(renderScript(table, { ...o, sameLinkMasquerade: false }), /fib daddr/);
   assert.throws(() => renderScript(table, { ...o, table: 'bad name' }), /table name/);
   assert.throws(() => renderScript(table, { ...o, masqueradeMark: 3 }), /single bit/);
