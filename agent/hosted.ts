@@ -6,7 +6,8 @@
  */
 import type { Registry } from 'prom-client';
 import type { Store } from '../store/types';
-import { MeshworkError } from '../lib/errors';
+import type { Upstream } from '../dns/upstreams';
+import { MeshworkError, withContext } from '../lib/errors';
 import type { Logger } from './logger';
 
 export interface HostedOptions {
@@ -17,6 +18,10 @@ export interface HostedOptions {
   cniSocket?: string;
   /** Serve DNS on ADDR[:PORT] (UDP and TCP; port 53 by default). */
   dns?: string;
+  /** The zone it answers (default cluster.local). */
+  dnsZone?: string;
+  /** Where it forwards other names, `ip[:port]` (default: resolv.conf without loopback). */
+  dnsUpstreams?: string[];
 }
 
 export interface Hosted { stop(): Promise<void>; dnsAddress?: string }
@@ -26,6 +31,18 @@ export function parseDnsListen(text: string): { address: string; port: number } 
   const port = m?.[3] === undefined ? 53 : Number(m[3]);
   if (!m || port > 65535) throw new MeshworkError('EAGENT_CONFIG', `--dns: expected ADDR[:PORT], got ${JSON.stringify(text)}`);
   return { address: m[1] ?? m[2], port };
+}
+
+/** The DNS flags, checked: the CLI calls this before the agent starts, so a typo changes nothing. */
+export async function dnsSettings(o: Pick<HostedOptions, 'dns' | 'dnsZone' | 'dnsUpstreams'>): Promise<{ listen: { address: string; port: number }; zone: string; upstreams?: Upstream[] }> {
+  const { parseZone } = await import('../dns/cluster-zone');
+  const { parseUpstream } = await import('../dns/upstreams');
+  const upstream = (u: string) => { try { return parseUpstream(u); } catch (err) { throw withContext('--dns-upstream', err); } };
+  return {
+    listen: parseDnsListen(o.dns ?? ''),
+    zone: parseZone(o.dnsZone ?? 'cluster.local', '--dns-zone'),
+    upstreams: o.dnsUpstreams?.length ? o.dnsUpstreams.map(upstream) : undefined,
+  };
 }
 
 export async function startHosted(o: HostedOptions): Promise<Hosted> {
@@ -44,13 +61,14 @@ export async function startHosted(o: HostedOptions): Promise<Hosted> {
       o.logger.info('CNI daemon listening', { socket: daemon.socketPath });
     }
     if (o.dns) {
-      const listen = parseDnsListen(o.dns);
+      const { listen, zone, upstreams } = await dnsSettings(o);
       const { createClusterView } = await import('../dns/cluster-view');
       const { createDnsServer } = await import('../dns/server');
-      const view = createClusterView({ store: o.store, logger: { warn: (m) => o.logger.warn(m, { component: 'dns' }) } });
+      const logger = { warn: (m: string) => o.logger.warn(m, { component: 'dns' }) };
+      const view = createClusterView({ store: o.store, logger });
       await view.start();
       stops.push(() => view.stop());
-      const dns = createDnsServer({ view, listen: [listen], registry: o.registry });
+      const dns = createDnsServer({ view, listen: [listen], registry: o.registry, zone, upstreams, logger });
       await dns.start();
       stops.push(() => dns.stop());
       const a = dns.addresses()[0];

@@ -27,6 +27,8 @@ interface AgentFlags {
   leaveOnStop?: boolean;
   cniSocket?: string;
   dns?: string;
+  dnsZone?: string;
+  dnsUpstream: string[];
   serviceVips?: boolean;
   debug?: boolean;
 }
@@ -58,6 +60,8 @@ export function register(program: Command): void {
     .option('--leave-on-stop', 'decommission on SIGTERM: revoke the lease, remove the VTEP')
     .option('--cni-socket <path>', 'also serve CNI calls on this unix socket (the resident CNI daemon)')
     .option('--dns <addr[:port]>', 'also serve cluster DNS here (port 53 by default)')
+    .option('--dns-zone <zone>', 'the cluster zone that DNS answers (default cluster.local; as clusterDNS.zone in the CNI config)')
+    .option('--dns-upstream <ip[:port]>', 'where DNS forwards other names (repeatable; default: /etc/resolv.conf without loopback)', collect, [])
     .option('--service-vips', 'program nftables so Service cluster IPs reach their ready endpoints')
     .option('--debug', 'debug logging')
     .action(async (flags: AgentFlags) => runAgent(flags));
@@ -72,10 +76,12 @@ async function runAgent(f: AgentFlags): Promise<void> {
   const { jsonLogger } = await import('../agent/logger');
   const { openNetlink } = await import('../cni/netlink/socket');
   const { openStore } = await import('../store/open');
-  const { withContext } = await import('../lib/errors');
+  const { MeshworkError, withContext } = await import('../lib/errors');
   const { Registry, collectDefaultMetrics } = await import('prom-client');
-  const { startHosted, parseDnsListen } = await import('../agent/hosted');
-  const dnsAddress = (text: string) => { const l = parseDnsListen(text); return l.address; };
+  const { startHosted, dnsSettings } = await import('../agent/hosted');
+  // Checked before anything starts: a bad DNS flag must not leave a half-started agent behind.
+  const dnsListen = f.dns ? (await dnsSettings({ dns: f.dns, dnsZone: f.dnsZone, dnsUpstreams: f.dnsUpstream })).listen : undefined;
+  if (!f.dns && (f.dnsZone !== undefined || f.dnsUpstream.length)) throw new MeshworkError('EUSAGE', '--dns-zone and --dns-upstream need --dns');
   const { createServiceVips } = await import('../agent/service-vips');
 
   const cfg = agentConfig({
@@ -88,7 +94,7 @@ async function runAgent(f: AgentFlags): Promise<void> {
     leaseTtlSeconds: f.leaseTtl,
     resyncSeconds: f.resync,
     stateDir: f.stateDir,
-    dns: f.dns ? dnsAddress(f.dns) : undefined,
+    dns: dnsListen?.address,
   });
   const listen = f.metrics ? parseListen(f.metrics) : undefined;
   const log = jsonLogger('agent', process.stderr, !!f.debug);
@@ -148,7 +154,7 @@ async function runAgent(f: AgentFlags): Promise<void> {
     throw err;
   }
   try {
-    hosted = await startHosted({ store, registry, logger: log, cniSocket: f.cniSocket, dns: f.dns });
+    hosted = await startHosted({ store, registry, logger: log, cniSocket: f.cniSocket, dns: f.dns, dnsZone: f.dnsZone, dnsUpstreams: f.dnsUpstream });
     await vips?.start();
   } catch (err) {
     await hosted?.stop();

@@ -13,6 +13,7 @@ import { createClusterView } from '../dns/cluster-view';
 import { createDnsServer, type ListenAddress } from '../dns/server';
 import { runDnsWorkers, isDnsWorker } from '../dns/workers';
 import { defaultUpstreams, parseUpstream, type Upstream } from '../dns/upstreams';
+import { parseZone } from '../dns/cluster-zone';
 
 export function parseListen(s: string): ListenAddress {
   const t = s.trim();
@@ -55,7 +56,7 @@ export function register(program: Command): void {
       if (!Number.isInteger(ttl) || ttl < 0) throw new MeshworkError('EUSAGE', `--ttl ${f.ttl}: expected a whole number of seconds`);
       const logger = { warn: (m: string) => process.stderr.write(`meshwork dns: ${m}\n`) };
       const registry = new Registry();
-      const serverOpts = { zone: f.zone, upstreams, listen, ttl, logger };
+      const serverOpts = { zone: parseZone(f.zone, '--zone'), upstreams, listen, ttl, logger };
       const openView = async () => {
         const store = await openStore(f.store ?? process.env.MESHWORK_STORE);
         const view = createClusterView({ store, logger });

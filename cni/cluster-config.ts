@@ -2,14 +2,14 @@
  * What a call tells the cluster layers (endpoint record, sidecar injection,
  * cluster DNS), validated once at the edge. Three sources, most specific
  * last: the network config, `runtimeConfig` (capabilities the runtime fills
- * in: `labels`, `mesh`, `hostname`, `aliases`) and `args.cni` (the CNI
+ * in: `labels`, `mesh`, `hostname`, `aliases`, `dns`) and `args.cni` (the CNI
  * conventions' per-container args), plus `CNI_ARGS` for the Kubernetes pod
  * identity (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`).
  */
 import * as os from 'node:os';
 import { isIP } from 'node:net';
 import { isObject, show } from './config';
-import { ConfigError, type NetConf } from './types';
+import { ConfigError, type Dns, type NetConf } from './types';
 
 export const DEFAULT_STORE = 'file:/var/lib/meshwork';
 export const DEFAULT_POD_NAMESPACE = 'default';
@@ -40,6 +40,8 @@ export interface ClusterConf {
   /** Set when this pod gets the sidecar's interception rules. */
   mesh?: MeshOptions;
   clusterDNS?: ClusterDns;
+  /** The pod's DNS as the runtime decided it (capability `dns`); replaces the result's `dns`. */
+  runtimeDNS?: Dns;
 }
 
 type Json = Record<string, unknown>;
@@ -144,6 +146,32 @@ function parseClusterDns(v: unknown): ClusterDns | undefined {
   return { server: v.server, zone: zone.replace(/\.$/, '') };
 }
 
+/**
+ * Capability `dns` (CNI conventions): `{servers, searches, options}`, what
+ * the kubelet computed from the pod's dnsPolicy. Without servers it says
+ * nothing (as the reference Windows plugins read it).
+ */
+function parseRuntimeDns(v: unknown): Dns | undefined {
+  if (v === undefined || v === null) return undefined;
+  const f = 'runtimeConfig.dns';
+  if (!isObject(v)) throw new ConfigError(f, `expected {"servers": [IP], "searches": [name], "options": [option]}, got ${show(v)}`);
+  const list = (k: string): string[] => {
+    const x = v[k];
+    if (x === undefined || x === null) return [];
+    if (!Array.isArray(x) || x.some((e) => typeof e !== 'string' || e === '')) throw new ConfigError(`${f}.${k}`, `expected a list of strings, got ${show(x)}`);
+    return x as string[];
+  };
+  const servers = list('servers');
+  servers.forEach((s, i) => { if (!isIP(s)) throw new ConfigError(`${f}.servers[${i}]`, `${show(s)} is not an IP address`); });
+  const searches = list('searches');
+  const options = list('options');
+  if (!servers.length) return undefined;
+  const out: Dns = { nameservers: servers };
+  if (searches.length) out.search = searches;
+  if (options.length) out.options = options;
+  return out;
+}
+
 /** Parses the cluster fields of a call. `cniArgs` is CNI_ARGS already split into pairs. */
 export function parseClusterConf(conf: NetConf, containerId: string, cniArgs: Record<string, string>): ClusterConf {
   const raw = conf.raw as Json;
@@ -174,5 +202,7 @@ export function parseClusterConf(conf: NetConf, containerId: string, cniArgs: Re
   if (mesh) out.mesh = mesh;
   const dns = parseClusterDns(raw.clusterDNS);
   if (dns) out.clusterDNS = dns;
+  const runtimeDNS = parseRuntimeDns(rc.dns);
+  if (runtimeDNS) out.runtimeDNS = runtimeDNS;
   return out;
 }

@@ -5,7 +5,9 @@
  * the runtime writes from it finds services by short name. The config's
  * static `dns` (or IPAM's) is merged in: its nameservers after ours, its
  * search domains after the cluster ones, its options added unless they set
- * the same option.
+ * the same option. A runtime that passes `runtimeConfig.dns` (capability
+ * `dns`) has already decided the pod's DNS (the kubelet's dnsPolicy, e.g.
+ * `Default` must not get the cluster server): that replaces all of it.
  */
 import type { Layer } from './layers';
 import { CniCode, CniError, type Dns } from './types';
@@ -29,6 +31,7 @@ export function mergeDns(cluster: Dns, extra: Dns | undefined): Dns {
 export const dnsLayer: Layer = {
   name: 'cluster DNS',
   async add(ctx, result) {
+    if (ctx.cluster.runtimeDNS) return { ...result, dns: ctx.cluster.runtimeDNS };
     const cd = ctx.cluster.clusterDNS;
     if (!cd) return result;
     let cluster: Dns;

@@ -7,6 +7,7 @@
  * NXDOMAIN from NODATA (empty non-terminals included) and carry the SOA.
  */
 import { isIPv4 } from 'node:net';
+import { MeshworkError } from '../lib/errors';
 import type { ClusterView } from './cluster-view';
 import type { ServiceEntry } from './cluster-index';
 import { RCODE, TYPE, type Rr } from './wire';
@@ -30,6 +31,17 @@ type Node = { records: Rr[]; additional?: Rr[] } | undefined;
 
 export function normalizeZone(zone: string): string {
   return zone.trim().replace(/\.$/, '').toLowerCase();
+}
+
+const LABEL = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
+
+/** A zone as a flag gives it, checked once: its labels, at most 253 characters. `flag` names it in the error. */
+export function parseZone(text: string, flag: string): string {
+  const z = normalizeZone(text);
+  if (!z || z.length > 253 || !z.split('.').every((l) => LABEL.test(l))) {
+    throw new MeshworkError('EDNSCONFIG', `${flag}: expected a domain name such as cluster.local, got ${JSON.stringify(text)}`);
+  }
+  return z;
 }
 
 export function createClusterZone(opts: ClusterZoneOptions): Handler {

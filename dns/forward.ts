@@ -65,7 +65,10 @@ export function exchangeUdp(u: Upstream, question: Buffer, timeoutMs: number): P
       if (!sameQuestion(msg, question)) return;
       finish(undefined, { msg, raw });
     });
-    sock.connect(u.port, u.address, () => {
+    // A failed connect (no route: ENETUNREACH) reaches only this callback, not 'error'; sending
+    // on the unconnected socket would then throw outside any handler and end the process.
+    sock.connect(u.port, u.address, (err?: Error) => {
+      if (err) { finish(new UpstreamError(`${upstreamLabel(u)}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, err)); return; }
       sock.send(buildQuery(id, question), (e) => { if (e) finish(new UpstreamError(`${upstreamLabel(u)}: send: ${e.message}`, e)); });
     });
   });

@@ -24,7 +24,8 @@ test('meshwork agent: metrics, health, hosted DNS and CNI daemon; SIGTERM keeps 
       child.stderr!.on('data', (d) => (log += d));
       return { child, log: () => log };
     };
-    const a = start(['--dns', '127.0.0.1:5353', '--cni-socket', sock, '--service-vips']);
+    // Upstream: nothing listens on 127.0.0.1:9 in this namespace, so forwarded names fail at once.
+    const a = start(['--dns', '127.0.0.1:5353', '--dns-zone', 'Cluster.Test.', '--dns-upstream', '127.0.0.1:9', '--cni-socket', sock, '--service-vips']);
     await eventually(() => a.log().includes('"agent started"'), 20_000, 'agent start');
     const port = /"metrics listening".*"port":(\d+)/.exec(a.log())![1];
     const metrics = h.sh('curl', ['-sf', `http://127.0.0.1:${port}/metrics`]).stdout;
@@ -34,8 +35,10 @@ test('meshwork agent: metrics, health, hosted DNS and CNI daemon; SIGTERM keeps 
     const health = JSON.parse(h.sh('curl', ['-sf', `http://127.0.0.1:${port}/healthz`]).stdout);
     assert.equal(health.ok, true);
     assert.equal(health.subnets.length, 1);
-    const dig = h.sh('dig', ['+time=2', '+tries=1', '@127.0.0.1', '-p', '5353', 'nothing.default.svc.cluster.local'], { allowFail: true });
-    assert.match(dig.stdout, /status: NXDOMAIN/);
+    const dig = (name: string, type = 'A') => h.sh('dig', ['+time=2', '+tries=1', '@127.0.0.1', '-p', '5353', name, type], { allowFail: true }).stdout;
+    assert.match(dig('nothing.default.svc.cluster.test'), /status: NXDOMAIN/);
+    assert.match(dig('dns-version.cluster.test', 'TXT'), /"1\.1\.0"/, '--dns-zone sets the zone');
+    assert.match(dig('nothing.default.svc.cluster.local'), /status: SERVFAIL/, 'other names go to --dns-upstream');
     assert.ok(fs.statSync(sock).isSocket());
     {
       const st = await openStore(storeSpec);
@@ -75,6 +78,9 @@ test('meshwork agent: bad flags get one clear line, no stack trace', () => {
     [['--node', 'n1', '--underlay', '192.0.2.1', '--metrics', 'localhost'], /--metrics: expected ADDR:PORT/],
     [['--node', 'n1', '--underlay', '192.0.2.1', '--store', 'zk:foo'], /unknown store kind "zk"/],
     [['--node', 'n1', '--underlay', '192.0.2.1', '--lease-ttl', 'abc'], /--lease-ttl: expected an integer from 1 to 3600, got "abc"/],
+    [['--node', 'n1', '--underlay', '192.0.2.1', '--dns', '127.0.0.1', '--dns-zone', 'bad zone'], /--dns-zone: expected a domain name .*"bad zone"/],
+    [['--node', 'n1', '--underlay', '192.0.2.1', '--dns', '127.0.0.1', '--dns-upstream', 'resolver.example'], /--dns-upstream: upstream "resolver.example": not an IP address/],
+    [['--node', 'n1', '--underlay', '192.0.2.1', '--dns-upstream', '192.0.2.53'], /--dns-zone and --dns-upstream need --dns/],
     [['--node', 'n1', '--underlay', '192.0.2.1', '--vni', '1.5'], /--vni: expected an integer .*, got "1.5"/],
   ];
   for (const [args, re] of cases) {

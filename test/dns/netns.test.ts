@@ -224,3 +224,22 @@ describe('dns server in namespaces', { skip: !isRoot && NEEDS_ROOT }, () => {
     }
   });
 });
+
+test('an upstream with no route (ENETUNREACH) is a SERVFAIL, not the end of the server', { skip: !isRoot && NEEDS_ROOT, timeout: 60_000 }, async () => {
+  const lab = new Lab('mwdr');
+  try {
+    // Only loopback: 192.0.2.53 (TEST-NET-1) has no route here, so connect() itself fails.
+    const ns = lab.netns('lone');
+    const server = lab.spawnIn(ns, process.execPath, [path.join(repoRoot, 'dist', 'cli', 'main.js'), 'dns', 'serve', '--listen', '127.0.0.1:53',
+      '--store', `file:${path.join(lab.tmp, 'store')}`, '--upstream', '192.0.2.53', '--upstream', '[2001:db8::53]']);
+    let log = '';
+    server.stderr?.on('data', (d) => (log += d));
+    const dig = async (name: string) => parseDig((await ns.run('dig', ['@127.0.0.1', '+tries=1', '+timeout=2', name])).stdout);
+    await eventually(async () => (await dig(`dns-version.${Z}`)).status === 'NOERROR', 20_000, `server to answer (log: ${log})`);
+    for (const name of ['example.com', 'other.example.org']) assert.equal((await dig(name)).status, 'SERVFAIL', name);
+    assert.equal(server.exitCode, null, `server still running (log: ${log})`);
+    assert.equal((await dig(`dns-version.${Z}`)).status, 'NOERROR');
+  } finally {
+    await lab.cleanup();
+  }
+});
