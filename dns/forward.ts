@@ -38,10 +38,13 @@ function sameQuestion(m: Message, question: Buffer): boolean {
   if (m.questions.length !== 1) return false;
   const q = m.questions[0];
   const nameLen = question.length - 4;
-  return q.wire.length === nameLen
-    && q.wire.toString('latin1').toLowerCase() === question.toString('latin1', 0, nameLen).toLowerCase()
-    && q.type === question.readUInt16BE(nameLen) && q.qclass === question.readUInt16BE(nameLen + 2);
+  if (q.wire.length !== nameLen || q.type !== question.readUInt16BE(nameLen) || q.qclass !== question.readUInt16BE(nameLen + 2)) return false;
+  // DNS names compare case-insensitively in ASCII only (RFC 4343): bytes 0xC0-0xDE are not letters here.
+  for (let i = 0; i < nameLen; i++) if (asciiLower(q.wire[i]) !== asciiLower(question[i])) return false;
+  return true;
 }
+
+const asciiLower = (c: number): number => (c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
 
 export function exchangeUdp(u: Upstream, question: Buffer, timeoutMs: number): Promise<{ msg: Message; raw: Buffer }> {
   return new Promise((resolve, reject) => {

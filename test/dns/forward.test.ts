@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createForwarder } from '../../dns/forward';
+import * as dgram from 'node:dgram';
+import { createForwarder, exchangeUdp } from '../../dns/forward';
 import { createCache, cacheTtl } from '../../dns/cache';
 import { createDnsMetrics } from '../../dns/metrics';
 import { questionFor, RCODE, TYPE } from '../../dns/wire';
@@ -78,4 +79,31 @@ test('cache TTL: floor, ceiling, negative by SOA minimum, nothing without SOA', 
     ['SERVFAIL never', ans(RCODE.SERVFAIL, []), undefined],
   ];
   for (const [what, a, want] of table) assert.equal(cacheTtl(a, o), want, what);
+});
+
+test('an upstream reply is matched to its question in ASCII case only (0xC9 is not 0xE9)', async () => {
+  // A responder that echoes the ID and flips byte 0xE9 to 0xC9 in the question (latin1 é/É): a
+  // different name for DNS, which latin1 lower-casing would have taken for the same one.
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  const port = (sock.address() as { port: number }).port;
+  let flip = true;
+  sock.on('message', (m, ri) => {
+    const out = Buffer.from(m);
+    out[2] |= 0x80; // QR: a response
+    for (let i = 12; i < out.length; i++) {
+      if (flip && out[i] === 0xe9) out[i] = 0xc9;
+      if (!flip && out[i] >= 0x41 && out[i] <= 0x5a) out[i] |= 0x20; // an upstream may change ASCII case (0x20 randomisation)
+    }
+    sock.send(out, ri.port, ri.address);
+  });
+  try {
+    const wire = Buffer.concat([Buffer.from([4, 0x63, 0x61, 0x66, 0xe9]), questionFor('example.test', TYPE.A)]);
+    await assert.rejects(exchangeUdp({ address: '127.0.0.1', port }, wire, 300), /timeout/);
+    flip = false;
+    const ok = await exchangeUdp({ address: '127.0.0.1', port }, Buffer.concat([Buffer.from([4, 0x43, 0x41, 0x46, 0xe9]), questionFor('example.test', TYPE.A)]), 2000);
+    assert.equal(ok.msg.questions.length, 1, 'the same name in another ASCII case is accepted');
+  } finally {
+    sock.close();
+  }
 });
