@@ -18,14 +18,15 @@ export function mergeDns(cluster: Dns, extra: Dns | undefined): Dns {
   const uniq = (xs: string[]) => [...new Set(xs)];
   const optName = (o: string) => o.split(':')[0];
   const clusterOpts = cluster.options ?? [];
-  const out: Dns = {
+  // A static `domain` joins the search list rather than standing beside it: in resolv.conf
+  // `domain` and `search` exclude each other and the later line wins, so a runtime writing
+  // `domain` last would drop the cluster's search list.
+  const domains = [cluster.domain, extra.domain].filter((d): d is string => !!d);
+  return {
     nameservers: uniq([...(cluster.nameservers ?? []), ...(extra.nameservers ?? [])]),
-    search: uniq([...(cluster.search ?? []), ...(extra.search ?? [])]),
+    search: uniq([...(cluster.search ?? []), ...domains, ...(extra.search ?? [])]),
     options: uniq([...clusterOpts, ...(extra.options ?? []).filter((o) => !clusterOpts.some((c) => optName(c) === optName(o)))]),
   };
-  const domain = cluster.domain ?? extra.domain;
-  if (domain) out.domain = domain;
-  return out;
 }
 
 export const dnsLayer: Layer = {

@@ -85,8 +85,10 @@ test('mergeDns: cluster nameserver and search first, static entries after, dupli
     nameservers: ['10.96.0.10', '1.1.1.1'],
     search: ['shop.svc.cluster.local', 'svc.cluster.local', 'cluster.local', 'corp.example'],
     options: ['ndots:5', 'timeout:1'],
-    domain: 'corp.example',
   });
+  // A static domain joins the search list (no `domain` line to override the cluster's search).
+  assert.deepEqual(mergeDns(c, { domain: 'site.example', search: ['corp.example'] }).search, ['shop.svc.cluster.local', 'svc.cluster.local', 'cluster.local', 'site.example', 'corp.example']);
+  assert.equal(mergeDns(c, { domain: 'site.example' }).domain, undefined);
 });
 
 test('the DNS layer shapes the result from clusterDNS and the pod namespace, keeping the static dns', async () => {
