@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import { MeshworkError } from '../lib/errors';
+import { parseCidr, parseIp } from '../cni/ipam/allocator';
 
 export class InstallError extends MeshworkError {
   constructor(message: string, options?: { cause?: unknown }) { super('EINSTALL', message, options); }
@@ -90,18 +91,22 @@ export function under(prefix: string, p: string): string {
 /** The plugin entry in the conflist built from flags. */
 export function pluginConfig(o: InstallOptions): Record<string, unknown> {
   const ipam = { type: 'meshwork', ranges: [[{ subnet: o.subnet }]], routes: [{ dst: '0.0.0.0/0' }] };
-  const base: Record<string, unknown> = { type: 'meshwork-cni', driver: o.driver };
+  // The plugin writes endpoint records to `store` under `node`: the same store and node as the
+  // agent's, or DNS, Services and `meshwork status` never see this host's pods.
+  const base: Record<string, unknown> = { type: 'meshwork-cni', driver: o.driver, store: o.store, node: o.node };
+  // The per-pod settings the plugin reads from runtimeConfig: a runtime passes only declared capabilities.
+  const podCapabilities = { labels: true, hostname: true, aliases: true, mesh: true };
   switch (o.driver) {
     case 'bridge':
-      Object.assign(base, { bridge: 'mw0', isGateway: true, ipMasq: true, ipam, capabilities: { portMappings: true } });
+      Object.assign(base, { bridge: 'mw0', isGateway: true, ipMasq: true, ipam, capabilities: { portMappings: true, ...podCapabilities } });
       break;
     case 'overlay':
       // The agent leases the node's pod subnet and writes it to its state dir, where the driver reads it.
-      Object.assign(base, { capabilities: { portMappings: true } });
+      Object.assign(base, { capabilities: { portMappings: true, ...podCapabilities } });
       break;
     case 'macvlan':
       if (!o.master) throw new InstallError('--driver macvlan needs --master IFACE (the host interface the macvlans hang off)');
-      Object.assign(base, { master: o.master, mode: 'bridge', ipam });
+      Object.assign(base, { master: o.master, mode: 'bridge', ipam, capabilities: podCapabilities });
       break;
   }
   if (o.mesh) base.mesh = true;
@@ -132,6 +137,8 @@ export function loadConfigFile(file: string, o: Pick<InstallOptions, 'network'>)
 /** Every file install would write, pure except for reading --config. */
 export function planInstall(o: InstallOptions): PlannedFile[] {
   if (!NETWORK_NAME.test(o.network)) throw new InstallError(`--network ${JSON.stringify(o.network)}: expected letters, digits, "_", "." or "-"`);
+  if (!parseCidr(o.subnet)) throw new InstallError(`--subnet ${o.subnet}: expected a CIDR such as 10.88.0.0/16`);
+  if (o.underlay !== undefined && !parseIp(o.underlay)) throw new InstallError(`--underlay ${o.underlay}: expected this host's IP address`);
   for (const [flag, p] of [['--cni-bin-dir', o.cniBinDir], ['--cni-conf-dir', o.cniConfDir], ['--systemd-dir', o.systemdDir]] as const) {
     if (!path.isAbsolute(p)) throw new InstallError(`${flag} ${p}: expected an absolute path`);
   }
@@ -147,6 +154,8 @@ export function planInstall(o: InstallOptions): PlannedFile[] {
     '# plugins with a minimal environment, so both paths are absolute).',
     '# Moved meshwork or Node.js? Run `meshwork install` again.',
     // The shim hands the call to the agent's resident daemon, or runs the plugin with this Node.js.
+    // The plugin runs nft: a runtime's PATH may be empty or lack the sbin directories.
+    'export PATH="${PATH:+$PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"',
     `MESHWORK_NODE=${shq(o.nodeBinary)} exec ${shq(entry)} "$@"`,
     '',
   ].join('\n');
@@ -169,7 +178,8 @@ export function planInstall(o: InstallOptions): PlannedFile[] {
     '[Service]',
     'Type=simple',
     'EnvironmentFile=/etc/meshwork/agent.env',
-    `ExecStart=${sdq(o.nodeBinary)} ${sdq(cliEntry)} agent --node \${MESHWORK_NODE} --underlay \${MESHWORK_UNDERLAY} --store \${MESHWORK_STORE} --network \${MESHWORK_NETWORK} --metrics \${MESHWORK_METRICS}`,
+    // Quoted: an empty setting stays one (empty) argument the agent names, not a shifted command line.
+    `ExecStart=${sdq(o.nodeBinary)} ${sdq(cliEntry)} agent --node "\${MESHWORK_NODE}" --underlay "\${MESHWORK_UNDERLAY}" --store "\${MESHWORK_STORE}" --network "\${MESHWORK_NETWORK}" --metrics "\${MESHWORK_METRICS}"`,
     'Restart=on-failure',
     'RestartSec=2',
     'LimitNOFILE=65536',
@@ -305,9 +315,10 @@ export function applyUninstall(prefix: string, force: boolean, dryRun = false): 
   report.removed.push(manifestPath);
   for (const d of [...m.dirs].sort((a, b) => b.length - a.length)) {
     const dir = under(prefix, d);
-    if (dryRun) { report.removed.push(`${dir}/ (if empty)`); continue; }
-    try { fs.rmdirSync(dir); report.removed.push(`${dir}/`); } catch (err: any) {
-      if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST') report.kept.push({ path: `${dir}/`, why: 'not empty' });
+    const shown = dir.endsWith('/') ? dir : `${dir}/`;
+    if (dryRun) { report.removed.push(`${shown} (if empty)`); continue; }
+    try { fs.rmdirSync(dir); report.removed.push(shown); } catch (err: any) {
+      if (err.code === 'ENOTEMPTY' || err.code === 'EEXIST') report.kept.push({ path: shown, why: 'not empty' });
     }
   }
   return report;

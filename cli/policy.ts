@@ -65,14 +65,18 @@ export function register(program: Command): void {
 
   policy.command('apply')
     .description('validate, then write every document in one transaction')
-    .requiredOption('-f, --filename <path>', 'YAML file or directory (repeatable)', collect, [])
+    // Not requiredOption: its [] default would satisfy commander and `apply` alone would do nothing silently.
+    .option('-f, --filename <path>', 'YAML file or directory (repeatable, required)', collect, [])
     .option('--dry-run', 'show what would change, write nothing')
     .option('--store <spec>', `cluster store (default $MESHWORK_STORE or ${DEFAULT_STORE})`)
     .option('--service-cidr <cidr>', 'range cluster IPs are allocated from', DEFAULT_SERVICE_CIDR)
     .action(async (o: { filename: string[]; dryRun?: boolean; store?: string; serviceCidr: string }) => {
+      if (o.filename.length === 0) throw new PolicyInputError('policy apply needs -f FILE|DIR (repeatable): the documents to apply');
       const sources = readPolicySources(o.filename);
       await withStore(storeSpec(o.store), async (store) => {
         const r = await applyPolicies(store, sources, { dryRun: o.dryRun, serviceCidr: o.serviceCidr });
+        // As kubectl: an empty file or directory is a mistake worth saying, not a silent success.
+        if (r.entries.length === 0) throw new PolicyInputError(`no documents in ${o.filename.join(', ')}`);
         for (const e of r.entries) {
           const imported = e.writtenAs.startsWith('meshwork.dev/') ? '' : ` (from ${e.writtenAs.replace(/\/([A-Za-z]+)$/, ' $1')})`;
           out(`${ref(e.kind, e.namespace, e.name)} ${e.action}${imported}${o.dryRun ? ' (dry run)' : ''}`);

@@ -226,7 +226,11 @@ export function register(program: Command): void {
     .option('--agent <url>', "the agent's HTTP endpoint", 'http://127.0.0.1:9464')
     .option('--sidecar <url>', "a sidecar's admin endpoint (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--cluster-domain <domain>', 'cluster DNS domain', 'cluster.local')
-    .option('--timeout <ms>', 'per-part timeout', (v) => Number(v), 1500)
+    .option('--timeout <ms>', 'per-part timeout', (v: string) => {
+      // AbortSignal.timeout wants a whole number of ms; say so naming the flag, not Node's option.
+      if (!/^\d+$/.test(v) || Number(v) < 1) throw new MeshworkError('EUSAGE', `--timeout ${v}: expected milliseconds, a whole number above 0`);
+      return Number(v);
+    }, 1500)
     .action(async (f: { json?: boolean; store?: string; node?: string; agent: string; sidecar: string[]; clusterDomain: string; timeout: number }) => {
       const report = await collectStatus({
         storeSpec: f.store, node: f.node ?? os.hostname(), agentUrl: f.agent, sidecarUrls: f.sidecar, timeoutMs: f.timeout, clusterDomain: f.clusterDomain,

@@ -11,6 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { MeshworkError } from '../lib/errors';
 import { inNetnsSync } from '../lib/netns';
+import { nftBinary } from '../cni/nft/binary';
 
 export const TABLE = 'meshwork_sidecar';
 export const DEFAULT_GID = 1337;
@@ -75,7 +76,7 @@ export function interceptionRules(o: InterceptionOptions): string {
 
 function nft(nsPath: string, script: string): { code: number; stderr: string } {
   return inNetnsSync(nsPath, () => {
-    const r = spawnSync('nft', ['-f', '-'], { input: script, encoding: 'utf8' });
+    const r = spawnSync(nftBinary(), ['-f', '-'], { input: script, encoding: 'utf8' });
     if (r.error) throw new InterceptionError(nsPath, `cannot run nft: ${r.error.message}`, r.error);
     return { code: r.status ?? -1, stderr: r.stderr ?? '' };
   });
@@ -103,5 +104,5 @@ export function removeInterception(nsPath: string): void {
 
 /** Whether the namespace has the interception table (for CHECK). */
 export function hasInterception(nsPath: string): boolean {
-  return inNetnsSync(nsPath, () => spawnSync('nft', ['list', 'table', 'inet', TABLE], { encoding: 'utf8' }).status === 0);
+  return inNetnsSync(nsPath, () => spawnSync(nftBinary(), ['list', 'table', 'inet', TABLE], { encoding: 'utf8' }).status === 0);
 }

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { MeshworkError } from '../../lib/errors';
 import { inNetnsSync } from '../../lib/netns';
+import { nftBinary } from './binary';
 
 export class NftError extends MeshworkError {
   constructor(message: string, readonly script?: string, options?: { cause?: unknown }) {
@@ -13,7 +14,7 @@ export interface NftOptions { netns?: string; nftPath?: string; timeoutMs?: numb
 
 function runNft(args: string[], input: string, o: NftOptions): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const start = (): ChildProcess => spawn(o.nftPath ?? 'nft', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const start = (): ChildProcess => spawn(o.nftPath ?? nftBinary(), args, { stdio: ['pipe', 'pipe', 'pipe'] });
     // spawn forks synchronously, so the child is born in the namespace we switch to.
     let child: ChildProcess;
     try {

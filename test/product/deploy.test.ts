@@ -63,6 +63,8 @@ test('deploy/meshwork.yaml: the conflist is accepted by the plugin, the init and
   for (const plugin of conflist.plugins) {
     const { conf } = parseNetConf({ cniVersion: conflist.cniVersion, name: conflist.name, ...plugin });
     assert.equal(conf.driver, 'overlay');
+    // The plugin's endpoint records go where the agent, DNS and sidecars read (its default is the host's file store).
+    assert.equal(plugin.store, cm.data.store, 'the conflist names the agent\'s store');
     loadOverlayConfig(conf);
   }
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-deploy-'));

@@ -63,7 +63,8 @@ test('install --dry-run prints every file with its content and writes nothing', 
     assert.match(r.stdout, /\|\s+"mesh": true/);
     assert.match(r.stdout, /\| MESHWORK_STORE=etcd:http:\/\/10\.0\.0\.1:2379/);
     assert.match(r.stdout, /\| MESHWORK_UNDERLAY=192\.0\.2\.10/);
-    assert.match(r.stdout, /\| ExecStart=".*node" ".*\/bin\/meshwork" agent --node \$\{MESHWORK_NODE\}/);
+    // Quoted, so an empty setting reaches the agent as an empty value it names rather than shifting the flags.
+    assert.match(r.stdout, /\| ExecStart=".*node" ".*\/bin\/meshwork" agent --node "\$\{MESHWORK_NODE\}" --underlay "\$\{MESHWORK_UNDERLAY\}"/);
     assert.deepEqual(tree(prefix), [], 'dry run wrote nothing');
   } finally {
     await lab.cleanup();
@@ -82,6 +83,8 @@ test('install refuses bad flags and configs with a clear message', async () => {
       [['--cni-bin-dir', 'relative/bin'], /--cni-bin-dir relative\/bin: expected an absolute path/],
       [['--config', bad], /bad\.yaml: plugins\[0\]\.type: expected the plugin's name/],
       [['--config', path.join(lab.tmp, 'none.json')], /none\.json: no such file/],
+      [['--subnet', '10.88.0.0/99'], /--subnet 10\.88\.0\.0\/99: expected a CIDR/],
+      [['--underlay', 'eth0'], /--underlay eth0: expected this host's IP address/],
     ];
     for (const [args, re] of cases) {
       const r = await meshwork('install', '--dry-run', '--prefix', lab.tmp, ...args);
@@ -215,5 +218,53 @@ test('the conflist install builds from flags is accepted by the plugin for every
         if (conf.ipam) parseIpamConfig(conf.raw, {});
       }
     }
+  }
+});
+
+test('the conflist install builds from flags: the pods it wires land in the install\'s store with their labels and names, even from a runtime whose PATH lacks sbin', { skip: !isRoot ? NEEDS_ROOT : !fs.existsSync(path.join(repoRoot, 'bin', 'meshwork-cni')) || !fs.existsSync(CNITOOL) ? 'bin/meshwork-cni or cnitool not built yet' : false }, async () => {
+  const lab = new Lab('mwi');
+  try {
+    const prefix = path.join(lab.tmp, 'root');
+    const store = `file:${path.join(lab.tmp, 'store')}`;
+    const r = await meshwork('install', '--prefix', prefix, '--network', lab.id, '--driver', 'bridge', '--subnet', '10.250.9.0/24',
+      '--store', store, '--node', 'worker-7', '--underlay', '192.0.2.7', '--no-systemd');
+    assert.equal(r.code, 0, r.stderr);
+    const conflist = JSON.parse(fs.readFileSync(path.join(prefix, `etc/cni/net.d/10-${lab.id}.conflist`), 'utf8'));
+    const plugin = conflist.plugins[0];
+    // Without these the plugin writes its records to the default store under the host name,
+    // and a runtime never passes the pod's labels and names: Services and DNS never find the pod.
+    assert.equal(plugin.store, store);
+    assert.equal(plugin.node, 'worker-7');
+    assert.deepEqual(plugin.capabilities, { portMappings: true, labels: true, hostname: true, aliases: true, mesh: true });
+
+    // Only the node-local paths move into the lab (bridge name, state and IPAM dirs); the rest is as installed.
+    const netconf = path.join(lab.tmp, 'net.d');
+    fs.mkdirSync(netconf);
+    fs.writeFileSync(path.join(netconf, `10-${lab.id}.conflist`), JSON.stringify({ ...conflist, plugins: [{ ...plugin, bridge: lab.link('br'),
+      stateDir: path.join(lab.tmp, 'state'), ipam: { ...plugin.ipam, dataDir: path.join(lab.tmp, 'ipam') } }] }));
+    const host = lab.netns('host');
+    const pod = lab.netns('pod');
+    // A runtime started with a minimal PATH (no sbin, where nft lives): the launcher completes it.
+    const env = { PATH: '/usr/bin:/bin', CNI_PATH: path.join(prefix, 'opt/cni/bin'), NETCONFPATH: netconf, CNI_IFNAME: 'eth0',
+      CNI_ARGS: 'K8S_POD_NAMESPACE=shop;K8S_POD_NAME=cart-1', CAP_ARGS: JSON.stringify({ labels: { app: 'cart' }, hostname: 'cart-a', aliases: ['basket'] }) };
+    const cache = path.join(lab.tmp, 'cni-cache');
+    const add = cnitool(cache, ['add', lab.id, pod.path], env, host);
+    assert.match(add.stdout, /10\.250\.9\.\d+\/24/);
+    const { openStore } = await import('../../store/open');
+    const s = await openStore(store);
+    try {
+      const recs = (await s.list('/meshwork/endpoints/')).items.map((kv) => JSON.parse(kv.value));
+      assert.equal(recs.length, 1);
+      assert.deepEqual({ node: recs[0].node, pod: recs[0].pod, namespace: recs[0].namespace, labels: recs[0].labels, hostname: recs[0].hostname, aliases: recs[0].aliases },
+        { node: 'worker-7', pod: 'cart-1', namespace: 'shop', labels: { app: 'cart' }, hostname: 'cart-a', aliases: ['basket'] });
+      cnitool(cache, ['del', lab.id, pod.path], env, host);
+      assert.deepEqual((await s.list('/meshwork/endpoints/')).items, []);
+    } finally {
+      await s.close();
+    }
+    assert.equal((await meshwork('uninstall', '--prefix', prefix)).code, 0);
+    assert.ok(!fs.existsSync(prefix), 'uninstall removed the root install created');
+  } finally {
+    await lab.cleanup();
   }
 });

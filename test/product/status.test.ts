@@ -116,3 +116,11 @@ test('meshwork status: node, subnet, peers, pods, services, DNS, agent and sidec
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('meshwork status --timeout: a bad value is refused naming the flag', async () => {
+  for (const v of ['abc', '0', '1.5']) {
+    const r = await run(process.execPath, [CLI, 'status', '--store', 'memory:', '--timeout', v]);
+    assert.equal(r.code, 1, r.stdout);
+    assert.equal(r.stderr, `meshwork: --timeout ${v}: expected milliseconds, a whole number above 0\n`);
+  }
+});
