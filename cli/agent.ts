@@ -83,6 +83,11 @@ async function runAgent(f: AgentFlags): Promise<void> {
   const dnsListen = f.dns ? (await dnsSettings({ dns: f.dns, dnsZone: f.dnsZone, dnsUpstreams: f.dnsUpstream })).listen : undefined;
   if (!f.dns && (f.dnsZone !== undefined || f.dnsUpstream.length)) throw new MeshworkError('EUSAGE', '--dns-zone and --dns-upstream need --dns');
   const { createServiceVips } = await import('../agent/service-vips');
+  const removeVipTable = async () => {
+    const { DEFAULT_TABLE, deleteScript } = await import('../agent/service-vips-render');
+    const { nftApply } = await import('../cni/nft/apply');
+    await nftApply(deleteScript(DEFAULT_TABLE));
+  };
 
   const cfg = agentConfig({
     node: f.node, underlay: f.underlay, network: f.network,
@@ -124,6 +129,8 @@ async function runAgent(f: AgentFlags): Promise<void> {
         await hosted?.stop();
         // A restart leaves the VIP table in force (new connections keep working); only leaving removes it.
         await vips?.stop({ keepTable: !f.leaveOnStop });
+        // Leaving removes a VIP table an earlier run with --service-vips left, even if this one ran without.
+        if (!vips && f.leaveOnStop) await removeVipTable().catch((err) => log.error('removing the VIP table failed', { err }));
         await agent.stop({ leave: !!f.leaveOnStop }).catch((err) => log.error('stop failed', { err }));
         await web.stop().catch(() => {});
         await store.close().catch(() => {});
