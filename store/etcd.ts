@@ -10,11 +10,18 @@
  *   the revision of the last event we delivered and put it back into the
  *   watch request before every re-attach, and drop anything older, so a
  *   resumed watch neither misses nor repeats a change.
+ * - It multiplexes every watch of a client on one stream and mishandles
+ *   etcd cancelling one of them (a resume from a compacted revision): the
+ *   cancel can land on another watch, the rest stall unnoticed, or a response
+ *   it cannot place throws from the stream's data handler, uncaught, killing
+ *   the process. Each watch therefore gets a stream of its own, and a
+ *   response the client cannot place resets that stream (the watch resumes
+ *   from its pinned revision) instead of throwing.
  * - Its lease reports `lost` only after twice the TTL without contact; we
  *   report it as soon as a TTL passes without a successful keepalive (the
  *   keys may be gone by then) and stop renewing, so the outcome is certain.
  */
-import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, GRPCDeadlineExceededError, type IKeyValue, type IOptions } from 'etcd3';
+import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, GRPCDeadlineExceededError, type IKeyValue, type IOptions, type WatchBuilder } from 'etcd3';
 import type { Lease as EtcdLease } from 'etcd3';
 import type { KeyValue, Lease, ListResult, Store, TxnCompare, TxnOp, Watch, WatchEvent, WatchOptions } from './types';
 import * as engine from './engine';
@@ -64,6 +71,29 @@ function toKv(kv: IKeyValue): KeyValue {
 /** Doubling reconnect delays from `ms`, capped at `maxMs` (the shape etcd3 expects of a backoff). */
 function watchBackoff(ms: number, maxMs: number): NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']> {
   return { duration: ms, next: () => watchBackoff(Math.min(ms * 2, maxMs), maxMs) };
+}
+
+/** The client's internal watch multiplexer (not in its typings), as far as we touch it. */
+interface WatchManagerInternals {
+  handleResponse(res: unknown): void;
+  handleCreatedResponse(res: unknown): void;
+  handleError(err: Error): void;
+}
+
+/** A watch builder on a watch stream of its own (see the notes at the top). */
+function ownStreamWatch(client: Etcd3): WatchBuilder {
+  const ns = client.namespace(''); // same connections, a new watch multiplexer
+  const m = (ns as unknown as { watchManager?: Partial<WatchManagerInternals> }).watchManager;
+  if (m && typeof m.handleResponse === 'function' && typeof m.handleCreatedResponse === 'function' && typeof m.handleError === 'function') {
+    const reset = m.handleError.bind(m);
+    for (const k of ['handleResponse', 'handleCreatedResponse'] as const) {
+      const orig = m[k]!.bind(m);
+      m[k] = (res: unknown) => {
+        try { orig(res); } catch (err) { reset(err as Error); }
+      };
+    }
+  }
+  return ns.watch();
 }
 
 export async function openEtcdStore(endpoints: string[], opts: EtcdStoreOptions = {}): Promise<Store> {
@@ -247,7 +277,7 @@ function createEtcdStore(client: Etcd3, name: string, opts: EtcdStoreOptions): S
         throw new StoreArgumentError(`watch ${prefix}: fromRevision must be an integer >= 1, got ${String(o.fromRevision)}`);
       }
       const where = `${name}: watch ${prefix}`;
-      const builder = client.watch().inRange({ start: prefix === '' ? Buffer.from([0]) : enc(prefix), end: prefixEnd(prefix) });
+      const builder = ownStreamWatch(client).inRange({ start: prefix === '' ? Buffer.from([0]) : enc(prefix), end: prefixEnd(prefix) });
       if (o.fromRevision !== undefined) builder.startRevision(String(o.fromRevision));
       const w = watchers.add(prefix, o.fromRevision ?? 0, onEvent, o.onError);
       // etcd cancels a watch whose start revision is compacted, but the client
@@ -296,12 +326,15 @@ function createEtcdStore(client: Etcd3, name: string, opts: EtcdStoreOptions): S
         pinResume();
       });
       let established = false;
+      // The client emits 'error' only when etcd cancelled the watch, and has
+      // dropped it already: cancelling again would ask etcd about an id the
+      // client no longer knows, and its answer makes the client throw.
+      let cancelledByEtcd = false;
+      const cancel = () => (cancelledByEtcd ? Promise.resolve() : etcdWatcher.cancel().catch(() => undefined));
       etcdWatcher.on('error', (err: Error) => {
+        cancelledByEtcd = true;
         if (!established) return; // reported by the creation below
-        void explain(err).then((e) => {
-          watchers.fail(w, e);
-          void etcdWatcher.cancel().catch(() => undefined);
-        });
+        void explain(err).then((e) => watchers.fail(w, e));
       });
       // Wait until etcd confirmed the watch, so a write after this resolves is seen.
       const ready = await new Promise<'ok' | Error>((resolve) => {
@@ -310,7 +343,7 @@ function createEtcdStore(client: Etcd3, name: string, opts: EtcdStoreOptions): S
         etcdWatcher.once('error', (err: Error) => { clearTimeout(t); resolve(err); });
       });
       if (ready !== 'ok') {
-        await Promise.race([etcdWatcher.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+        await Promise.race([cancel(), new Promise((r) => setTimeout(r, 1000).unref())]);
         const err = ready instanceof MeshworkError ? ready : await explain(ready);
         if (err instanceof StoreCompactedError && o.onError) {
           watchers.fail(w, err);
@@ -325,7 +358,7 @@ function createEtcdStore(client: Etcd3, name: string, opts: EtcdStoreOptions): S
           openWatches.delete(handle);
           await w.close();
           // Cancelling waits for etcd's confirmation; don't hang on a dead member.
-          await Promise.race([etcdWatcher.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+          await Promise.race([cancel(), new Promise((r) => setTimeout(r, 1000).unref())]);
         },
       };
       openWatches.add(handle);

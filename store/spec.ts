@@ -47,8 +47,17 @@ function parseEndpoints(spec: string, list: string): string[] {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new StoreSpecError(spec, `etcd endpoint "${p}" must use http:// or https://`);
     if (!u.hostname) throw new StoreSpecError(spec, `etcd endpoint "${p}" has no host`);
+    // The client would connect without them, and fail later with a puzzling "user name is empty".
+    if (u.username || u.password) {
+      throw new StoreSpecError(redact(spec), `etcd endpoint "${redact(p)}" has credentials: etcd authentication is not supported (remove user:password@)`);
+    }
     if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) throw new StoreSpecError(spec, `etcd endpoint "${p}" must not have a path or query`);
     const port = u.port || (u.protocol === 'https:' ? '443' : '80');
     return `${u.protocol}//${u.hostname}:${port}`;
   });
+}
+
+/** The text with any URL password replaced, so an error never shows it. */
+function redact(text: string): string {
+  return text.replace(/(\/\/[^/@,:\s]*):[^/@,\s]*@/g, '$1:***@');
 }

@@ -36,6 +36,9 @@ test('bad store specs are refused with a message naming the spec and the problem
   for (const [spec, why] of cases) {
     assert.throws(() => parseStoreSpec(spec), (e: any) => e.code === 'ESTORE_SPEC' && e.message.includes(JSON.stringify(spec)) && why.test(e.message), spec);
   }
+  // Credentials in a URL were silently dropped; now refused, and the password never shown.
+  assert.throws(() => parseStoreSpec('etcd:http://a:2379,http://root:s3cret@b:2379'), (e: any) => e.code === 'ESTORE_SPEC'
+    && /endpoint "http:\/\/root:\*\*\*@b:2379" has credentials: etcd authentication is not supported/.test(e.message) && !e.message.includes('s3cret'));
 });
 
 test('openStore opens each backend kind from its spec', async () => {
