@@ -12,6 +12,9 @@ import type { Service } from '../policies/model';
 import { MeshworkError, withContext } from '../lib/errors';
 import { buildIndex, type ClusterIndex, type ViewData } from './cluster-index';
 
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 5000;
+
 export interface Logger { warn(msg: string): void; info?(msg: string): void }
 
 export interface ClusterView {
@@ -117,6 +120,19 @@ export function createClusterView(deps: ClusterViewDeps): ClusterView {
     schedule();
   };
 
+  // A re-list that fails (the store is down) is retried, backing off, until it works or the
+  // view stops: giving up would freeze the answers until a restart.
+  const retries = new Set<NodeJS.Timeout>();
+  const refollow = (prefix: string, target: Map<string, unknown>, delayMs: number): void => {
+    if (stopped) return;
+    follow(prefix, target).then(schedule, (e) => {
+      if (stopped) return;
+      deps.logger?.warn(`dns view: re-list of ${prefix} failed (${(e as Error).message}); retrying in ${delayMs} ms`);
+      const t = setTimeout(() => { retries.delete(t); refollow(prefix, target, Math.min(delayMs * 2, RETRY_MAX_MS)); }, delayMs);
+      retries.add(t);
+    });
+  };
+
   const follow = async (prefix: string, target: Map<string, unknown>): Promise<void> => {
     const listed = await deps.store.list(prefix);
     for (const k of [...target.keys()]) if (k.startsWith(prefix)) target.delete(k);
@@ -130,8 +146,8 @@ export function createClusterView(deps: ClusterViewDeps): ClusterView {
         void w.close().catch(() => undefined).then(() => {
           const i = watches.indexOf(w);
           if (i >= 0) watches.splice(i, 1);
-          return follow(prefix, target).then(schedule);
-        }).catch((e) => deps.logger?.warn(`dns view: re-list of ${prefix} failed: ${(e as Error).message}`));
+          refollow(prefix, target, RETRY_FIRST_MS);
+        });
       },
     });
     if (stopped) { await w.close(); return; }
@@ -151,6 +167,8 @@ export function createClusterView(deps: ClusterViewDeps): ClusterView {
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      for (const t of retries) clearTimeout(t);
+      retries.clear();
       await Promise.all(watches.splice(0).map((w) => w.close().catch(() => undefined)));
     },
     current: () => holder.index,

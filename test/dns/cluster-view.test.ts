@@ -96,3 +96,32 @@ test('a watch that cannot resume (compacted history) makes the view list again',
     await store.close();
   }
 });
+
+test('a re-list that fails (store down) is retried until it works', async () => {
+  const store = createMemoryStore();
+  const breakers: Array<(err: Error) => void> = [];
+  let failLists = 0;
+  const wrapped = {
+    ...store,
+    list: (prefix: string) => (failLists-- > 0 ? Promise.reject(new Error('store unavailable')) : store.list(prefix)),
+    watch: (prefix: string, onEvent: Parameters<typeof store.watch>[1], opts?: Parameters<typeof store.watch>[2]) => {
+      let live = true;
+      breakers.push((err) => { live = false; opts?.onError?.(err); });
+      return store.watch(prefix, (ev) => { if (live) onEvent(ev); }, opts);
+    },
+  };
+  const warnings: string[] = [];
+  const view = createClusterView({ store: wrapped as typeof store, logger: { warn: (m) => warnings.push(m) } });
+  try {
+    await view.start();
+    // The watch breaks while the store is down: the next three listings fail.
+    failLists = 3;
+    breakers[0](new Error('watch stream closed'));
+    await store.put(keys.policy('Service', 'team-a', 'web'), JSON.stringify(services[0]));
+    await eventually(() => view.current().services.has('web.team-a'), 10_000, 'service found once the store answers again');
+    assert.equal(warnings.filter((w) => /re-list .* failed/.test(w)).length, 3, warnings.join('\n'));
+  } finally {
+    await view.stop();
+    await store.close();
+  }
+});
