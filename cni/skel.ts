@@ -68,6 +68,8 @@ export function toCniError(err: unknown): { code: number; msg: string; details?:
     const details = withUndo(err, (err as { details?: string }).details);
     if (Number.isInteger(n) && n > 0) return { code: n, msg: err.message, details };
     if (err.code === 'ENETNS') return { code: CniCode.invalidEnv, msg: `CNI_NETNS: ${err.message}`, details };
+    // The cluster store is down (etcd members unreachable): transient, so the runtime should retry.
+    if (err.code === 'ESTORE_UNAVAILABLE') return { code: CniCode.tryAgainLater, msg: err.message, details };
     return { code: CniCode.internal, msg: err.message, details: details ?? err.code };
   }
   const e = err as Error;

@@ -74,6 +74,7 @@ test('errors: spec error JSON with codes; non-CNI errors become code 100', () =>
   assert.deepEqual(errorJson(new CniError(7, 'bad', 'more'), '0.4.0'), { cniVersion: '0.4.0', code: 7, msg: 'bad', details: 'more' });
   assert.equal(errorJson(new MeshworkError('11', 'busy')).code, 11, 'IPAM codes pass through');
   assert.equal(errorJson(new MeshworkError('ENETNS', 'gone')).code, 4);
+  assert.equal(errorJson(new MeshworkError('ESTORE_UNAVAILABLE', 'etcd: no member answers')).code, 11, 'a store outage is "try again later"');
   assert.equal(errorJson(new Error('boom')).code, 100);
   const undo = Object.assign(new CniError(5, 'io'), { undoFailures: [{ what: 'delete veth', error: 'EBUSY' }] });
   assert.match(errorJson(undo).details!, /delete veth: EBUSY/);
