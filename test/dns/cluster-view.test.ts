@@ -67,22 +67,33 @@ test('replica view swaps whole snapshots', () => {
   assert.equal(v.current().services.size, services.length);
 });
 
-test('a watch that cannot resume (compacted history) makes the view list again', async () => {
-  const store = createMemoryStore();
-  // Wraps the store so the test can break a watch the way a compacted etcd would.
+type MemoryStore = ReturnType<typeof createMemoryStore>;
+
+/**
+ * Wraps a store so a test can break its watches the way a compacted or lost
+ * etcd watch breaks (`breakers[i]`), and make its next listings fail (`failLists`).
+ */
+function breakable(store: MemoryStore): { store: MemoryStore; breakers: Array<(err: Error) => void>; failLists: { n: number } } {
   const breakers: Array<(err: Error) => void> = [];
+  const failLists = { n: 0 };
   const wrapped = {
     ...store,
-    list: store.list.bind(store),
-    watch: (prefix: string, onEvent: Parameters<typeof store.watch>[1], opts?: Parameters<typeof store.watch>[2]) => {
+    list: (prefix: string) => (failLists.n-- > 0 ? Promise.reject(new Error('store unavailable')) : store.list(prefix)),
+    watch: (prefix: string, onEvent: Parameters<MemoryStore['watch']>[1], opts?: Parameters<MemoryStore['watch']>[2]) => {
       let live = true;
       // A broken watch delivers nothing more, like one whose history was compacted away.
       breakers.push((err) => { live = false; opts?.onError?.(err); });
       return store.watch(prefix, (ev) => { if (live) onEvent(ev); }, opts);
     },
   };
+  return { store: wrapped as MemoryStore, breakers, failLists };
+}
+
+test('a watch that cannot resume (compacted history) makes the view list again', async () => {
+  const store = createMemoryStore();
+  const { store: wrapped, breakers } = breakable(store);
   const warnings: string[] = [];
-  const view = createClusterView({ store: wrapped as typeof store, logger: { warn: (m) => warnings.push(m) } });
+  const view = createClusterView({ store: wrapped, logger: { warn: (m) => warnings.push(m) } });
   try {
     await view.start();
     assert.equal(breakers.length, 2);
@@ -99,23 +110,13 @@ test('a watch that cannot resume (compacted history) makes the view list again',
 
 test('a re-list that fails (store down) is retried until it works', async () => {
   const store = createMemoryStore();
-  const breakers: Array<(err: Error) => void> = [];
-  let failLists = 0;
-  const wrapped = {
-    ...store,
-    list: (prefix: string) => (failLists-- > 0 ? Promise.reject(new Error('store unavailable')) : store.list(prefix)),
-    watch: (prefix: string, onEvent: Parameters<typeof store.watch>[1], opts?: Parameters<typeof store.watch>[2]) => {
-      let live = true;
-      breakers.push((err) => { live = false; opts?.onError?.(err); });
-      return store.watch(prefix, (ev) => { if (live) onEvent(ev); }, opts);
-    },
-  };
+  const { store: wrapped, breakers, failLists } = breakable(store);
   const warnings: string[] = [];
-  const view = createClusterView({ store: wrapped as typeof store, logger: { warn: (m) => warnings.push(m) } });
+  const view = createClusterView({ store: wrapped, logger: { warn: (m) => warnings.push(m) } });
   try {
     await view.start();
     // The watch breaks while the store is down: the next three listings fail.
-    failLists = 3;
+    failLists.n = 3;
     breakers[0](new Error('watch stream closed'));
     await store.put(keys.policy('Service', 'team-a', 'web'), JSON.stringify(services[0]));
     await eventually(() => view.current().services.has('web.team-a'), 10_000, 'service found once the store answers again');
