@@ -16,12 +16,17 @@ export interface HostedOptions {
   logger: Logger;
   /** Serve CNI calls on this unix socket. */
   cniSocket?: string;
-  /** Serve DNS on ADDR[:PORT] (UDP and TCP; port 53 by default). */
-  dns?: string;
+  /** Serve DNS (from `dnsSettings`, checked before the agent starts). */
+  dns?: DnsSettings;
+}
+
+export interface DnsSettings {
+  /** ADDR[:PORT] to serve on (UDP and TCP; port 53 by default). */
+  listen: { address: string; port: number };
   /** The zone it answers (default cluster.local). */
-  dnsZone?: string;
-  /** Where it forwards other names, `ip[:port]` (default: resolv.conf without loopback). */
-  dnsUpstreams?: string[];
+  zone: string;
+  /** Where it forwards other names (default: resolv.conf without loopback). */
+  upstreams?: Upstream[];
 }
 
 export interface Hosted { stop(): Promise<void>; dnsAddress?: string }
@@ -33,13 +38,13 @@ export function parseDnsListen(text: string): { address: string; port: number } 
   return { address: m[1] ?? m[2], port };
 }
 
-/** The DNS flags, checked: the CLI calls this before the agent starts, so a typo changes nothing. */
-export async function dnsSettings(o: Pick<HostedOptions, 'dns' | 'dnsZone' | 'dnsUpstreams'>): Promise<{ listen: { address: string; port: number }; zone: string; upstreams?: Upstream[] }> {
+/** The DNS flags, checked once, before the agent starts, so a typo changes nothing. */
+export async function dnsSettings(o: { dns: string; dnsZone?: string; dnsUpstreams?: string[] }): Promise<DnsSettings> {
   const { parseZone } = await import('../dns/cluster-zone');
   const { parseUpstream } = await import('../dns/upstreams');
   const upstream = (u: string) => { try { return parseUpstream(u); } catch (err) { throw withContext('--dns-upstream', err); } };
   return {
-    listen: parseDnsListen(o.dns ?? ''),
+    listen: parseDnsListen(o.dns),
     zone: parseZone(o.dnsZone ?? 'cluster.local', '--dns-zone'),
     upstreams: o.dnsUpstreams?.length ? o.dnsUpstreams.map(upstream) : undefined,
   };
@@ -61,7 +66,7 @@ export async function startHosted(o: HostedOptions): Promise<Hosted> {
       o.logger.info('CNI daemon listening', { socket: daemon.socketPath });
     }
     if (o.dns) {
-      const { listen, zone, upstreams } = await dnsSettings(o);
+      const { listen, zone, upstreams } = o.dns;
       const { createClusterView } = await import('../dns/cluster-view');
       const { createDnsServer } = await import('../dns/server');
       const logger = { warn: (m: string) => o.logger.warn(m, { component: 'dns' }) };

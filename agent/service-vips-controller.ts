@@ -88,6 +88,18 @@ const SERVICES = keys.policies('Service');
 const ENDPOINTS = keys.endpoints();
 const MAX_BACKOFF_MS = 30_000;
 
+/**
+ * Removes the VIP table (absent is fine): what a controller's stop does, and
+ * what a leaving agent does for a table an earlier run left.
+ */
+export async function removeVipTable(nft: NftRunner = (script) => nftApply(script), table = DEFAULT_TABLE): Promise<void> {
+  try {
+    await nft(deleteScript(table));
+  } catch (err) {
+    throw new ServiceVipsError(`service VIPs: removing table ${table} failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 export function createServiceVips(deps: ServiceVipsDeps): ServiceVips {
   const log = deps.logger ?? silentLogger;
   const table = deps.table ?? DEFAULT_TABLE;
@@ -284,11 +296,7 @@ export function createServiceVips(deps: ServiceVipsDeps): ServiceVips {
       await closeWatches();
       await chain;
       if (opts.keepTable) return;
-      try {
-        await nft(deleteScript(table));
-      } catch (err) {
-        throw new ServiceVipsError(`service VIPs: removing table ${table} failed: ${(err as Error).message}`, { cause: err });
-      }
+      await removeVipTable(nft, table);
       kernel = undefined;
     },
     reconcileNow(opts = {}) {

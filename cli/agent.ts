@@ -80,14 +80,9 @@ async function runAgent(f: AgentFlags): Promise<void> {
   const { Registry, collectDefaultMetrics } = await import('prom-client');
   const { startHosted, dnsSettings } = await import('../agent/hosted');
   // Checked before anything starts: a bad DNS flag must not leave a half-started agent behind.
-  const dnsListen = f.dns ? (await dnsSettings({ dns: f.dns, dnsZone: f.dnsZone, dnsUpstreams: f.dnsUpstream })).listen : undefined;
+  const dns = f.dns ? await dnsSettings({ dns: f.dns, dnsZone: f.dnsZone, dnsUpstreams: f.dnsUpstream }) : undefined;
   if (!f.dns && (f.dnsZone !== undefined || f.dnsUpstream.length)) throw new MeshworkError('EUSAGE', '--dns-zone and --dns-upstream need --dns');
-  const { createServiceVips } = await import('../agent/service-vips');
-  const removeVipTable = async () => {
-    const { DEFAULT_TABLE, deleteScript } = await import('../agent/service-vips-render');
-    const { nftApply } = await import('../cni/nft/apply');
-    await nftApply(deleteScript(DEFAULT_TABLE));
-  };
+  const { createServiceVips, removeVipTable } = await import('../agent/service-vips');
 
   const cfg = agentConfig({
     node: f.node, underlay: f.underlay, network: f.network,
@@ -99,7 +94,7 @@ async function runAgent(f: AgentFlags): Promise<void> {
     leaseTtlSeconds: f.leaseTtl,
     resyncSeconds: f.resync,
     stateDir: f.stateDir,
-    dns: dnsListen?.address,
+    dns: dns?.listen.address,
   });
   const listen = f.metrics ? parseListen(f.metrics) : undefined;
   const log = jsonLogger('agent', process.stderr, !!f.debug);
@@ -119,6 +114,12 @@ async function runAgent(f: AgentFlags): Promise<void> {
   const vips = f.serviceVips
     ? createServiceVips({ store, logger: log, registry })
     : undefined;
+  // What every way out (signal or failed start-up) closes last.
+  const closeBase = async () => {
+    await web.stop().catch(() => {});
+    await store.close().catch(() => {});
+    nl.close();
+  };
   const done = new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (sig: string) => {
@@ -132,9 +133,7 @@ async function runAgent(f: AgentFlags): Promise<void> {
         // Leaving removes a VIP table an earlier run with --service-vips left, even if this one ran without.
         if (!vips && f.leaveOnStop) await removeVipTable().catch((err) => log.error('removing the VIP table failed', { err }));
         await agent.stop({ leave: !!f.leaveOnStop }).catch((err) => log.error('stop failed', { err }));
-        await web.stop().catch(() => {});
-        await store.close().catch(() => {});
-        nl.close();
+        await closeBase();
       })().finally(resolve);
     };
     process.once('SIGTERM', () => onSignal('SIGTERM'));
@@ -147,29 +146,24 @@ async function runAgent(f: AgentFlags): Promise<void> {
       const addr = await web.start(listen.host, listen.port);
       log.info('metrics listening', { address: addr.address, port: addr.port });
     } catch (err) {
-      await store.close().catch(() => {});
-      nl.close();
+      await closeBase();
       throw withContext(`--metrics ${f.metrics}`, err);
     }
   }
   try {
     await agent.start();
   } catch (err) {
-    await web.stop().catch(() => {});
-    await store.close().catch(() => {});
-    nl.close();
+    await closeBase();
     throw err;
   }
   try {
-    hosted = await startHosted({ store, registry, logger: log, cniSocket: f.cniSocket, dns: f.dns, dnsZone: f.dnsZone, dnsUpstreams: f.dnsUpstream });
+    hosted = await startHosted({ store, registry, logger: log, cniSocket: f.cniSocket, dns });
     await vips?.start();
   } catch (err) {
     await hosted?.stop();
     await vips?.stop();
     await agent.stop();
-    await web.stop().catch(() => {});
-    await store.close().catch(() => {});
-    nl.close();
+    await closeBase();
     throw err;
   }
   log.info('agent started', { node: cfg.node, network: cfg.network, subnets: agent.status().subnets });

@@ -2,18 +2,23 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Lab, eventually, isRoot, NEEDS_ROOT, repoRoot, sh } from '../helpers/lab';
+import { Lab, eventually, isRoot, NEEDS_ROOT, repoRoot, sh, type Netns } from '../helpers/lab';
 import { openStore } from '../../store/open';
 import { keys } from '../../store/keys';
 
 const MESHWORK = path.join(repoRoot, 'bin', 'meshwork');
 
+/** A host namespace whose eth0 (`<net>.1/24`) is wired to a neighbour (`<net>.2`): the agent's underlay. */
+function agentHost(lab: Lab, net: string): Netns {
+  const h = lab.netns('h');
+  lab.veth(h, 'eth0', `${net}.1/24`, lab.netns('o'), 'eth0', `${net}.2/24`);
+  return h;
+}
+
 test('meshwork agent: metrics, health, hosted DNS and CNI daemon; SIGTERM keeps the node, --leave-on-stop removes it', { skip: !isRoot && NEEDS_ROOT, timeout: 60_000 }, async () => {
   const lab = new Lab();
   try {
-    const h = lab.netns('h');
-    const o = lab.netns('o');
-    lab.veth(h, 'eth0', '192.168.92.1/24', o, 'eth0', '192.168.92.2/24');
+    const h = agentHost(lab, '192.168.92');
     const storeSpec = `file:${lab.tmp}/store`;
     const sock = path.join(lab.tmp, 'cni.sock');
     const start = (extra: string[]) => {
@@ -95,9 +100,7 @@ test('meshwork agent: bad flags get one clear line, no stack trace', () => {
 test('meshwork agent: a second agent for the same network on one host is refused before it touches the store; a killed one frees the host at once', { skip: !isRoot && NEEDS_ROOT, timeout: 60_000 }, async () => {
   const lab = new Lab();
   try {
-    const h = lab.netns('h');
-    const o = lab.netns('o');
-    lab.veth(h, 'eth0', '192.168.93.1/24', o, 'eth0', '192.168.93.2/24');
+    const h = agentHost(lab, '192.168.93');
     const storeSpec = `file:${lab.tmp}/store`;
     // Same node name and underlay: to the store, a twin looks exactly like a restart.
     const start = () => {
@@ -143,8 +146,7 @@ test('meshwork agent: a second agent for the same network on one host is refused
 test('meshwork agent: a metrics port already in use stops start-up with an error naming --metrics', { skip: !isRoot && NEEDS_ROOT, timeout: 60_000 }, async () => {
   const lab = new Lab();
   try {
-    const h = lab.netns('h');
-    lab.veth(h, 'eth0', '192.168.93.1/24', lab.netns('o'), 'eth0', '192.168.93.2/24');
+    const h = agentHost(lab, '192.168.93');
     // Something else holds the port in the host's namespace.
     const holder = lab.spawnIn(h, 'python3', ['-c', 'import socket,time\ns=socket.socket();s.bind(("127.0.0.1",9499));s.listen();print("up",flush=True);time.sleep(60)']);
     let up = '';
